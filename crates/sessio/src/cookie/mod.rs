@@ -1,0 +1,397 @@
+//! The session cookie: its attributes, and how it is read and written.
+
+mod parse;
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime};
+
+use cookie::time::OffsetDateTime;
+
+pub(crate) use parse::{encode_value, find_cookie};
+
+/// When the cookie carries the `Secure` attribute (browsers then send it over HTTPS only).
+///
+/// A `Secure` cookie is never set in answer to a plain-HTTP request, and a new session
+/// that cannot get its cookie is not stored either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SecurePolicy {
+    /// Always `Secure`: sessions only over HTTPS.
+    Always,
+    /// Never `Secure`.
+    Never,
+    /// `Secure` when the request came over HTTPS, as judged by its URI scheme or, with
+    /// [`TrustProxy::XForwardedProto`], by the proxy's `X-Forwarded-Proto`.
+    #[default]
+    Auto,
+}
+
+/// The `SameSite` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SameSite {
+    /// Sent on same-site requests only.
+    Strict,
+    /// Also sent on top-level cross-site navigations (the default).
+    #[default]
+    Lax,
+    /// Sent on all requests; implies `Secure`.
+    None,
+    /// `None` when the cookie is `Secure`, `Lax` otherwise.
+    Auto,
+}
+
+/// The `Priority` attribute (a Chromium extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Priority {
+    /// `Priority=Low`.
+    Low,
+    /// `Priority=Medium`.
+    Medium,
+    /// `Priority=High`.
+    High,
+}
+
+/// How long the browser keeps the cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CookieLifetime {
+    /// `Max-Age` and `Expires` follow the session's own expiry (the default), so the
+    /// browser drops the cookie when the server would refuse it anyway.
+    #[default]
+    Persistent,
+    /// No `Max-Age`/`Expires`: the browser drops the cookie when it closes. The session
+    /// still expires on the server by its idle and absolute timeouts.
+    BrowserSession,
+}
+
+/// Whether to believe a reverse proxy about the original request's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TrustProxy {
+    /// Only the request's own URI scheme counts (the default).
+    #[default]
+    Never,
+    /// Trust the first value of `X-Forwarded-Proto`. Enable only behind a proxy that
+    /// sets it, or clients can claim HTTPS.
+    XForwardedProto,
+}
+
+/// Why a [`CookieConfig`] setting was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CookieConfigError {
+    /// The name is empty or holds a character not allowed in a cookie name.
+    #[error("invalid cookie name {0:?}: use letters, digits and !#$%&'*+-.^_`|~")]
+    InvalidName(String),
+    /// The path does not start with `/` or holds `;` or a control character.
+    #[error("invalid cookie path {0:?}: it must start with '/' and hold no ';' or control characters")]
+    InvalidPath(String),
+    /// The domain is empty or holds `;`, whitespace or a control character.
+    #[error("invalid cookie domain {0:?}")]
+    InvalidDomain(String),
+}
+
+/// The session cookie's name and attributes.
+///
+/// Defaults are the secure ones: name `id`, `Path=/`, `HttpOnly`, `SameSite=Lax`,
+/// `Secure` when the request is HTTPS, no `Domain`, and a lifetime that follows the
+/// session's expiry.
+///
+/// ```
+/// use sessio::{CookieConfig, SameSite, SecurePolicy};
+///
+/// let cookie = CookieConfig::default()
+///     .with_name("app.sid")?
+///     .with_path("/app")?
+///     .with_same_site(SameSite::Strict)
+///     .with_secure(SecurePolicy::Always);
+/// assert_eq!(cookie.name(), "app.sid");
+/// # Ok::<(), sessio::CookieConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct CookieConfig {
+    name: Cow<'static, str>,
+    path: Cow<'static, str>,
+    domain: Option<String>,
+    http_only: bool,
+    secure: SecurePolicy,
+    same_site: SameSite,
+    partitioned: bool,
+    priority: Option<Priority>,
+    lifetime: CookieLifetime,
+    trust_proxy: TrustProxy,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self {
+            name: Cow::Borrowed("id"),
+            path: Cow::Borrowed("/"),
+            domain: None,
+            http_only: true,
+            secure: SecurePolicy::Auto,
+            same_site: SameSite::Lax,
+            partitioned: false,
+            priority: None,
+            lifetime: CookieLifetime::Persistent,
+            trust_proxy: TrustProxy::Never,
+        }
+    }
+}
+
+impl CookieConfig {
+    /// Sets the cookie name (express-session uses `connect.sid`).
+    pub fn with_name(mut self, name: impl Into<String>) -> Result<Self, CookieConfigError> {
+        let name = name.into();
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if name.is_empty() || !name.bytes().all(token) {
+            return Err(CookieConfigError::InvalidName(name));
+        }
+        self.name = Cow::Owned(name);
+        Ok(self)
+    }
+
+    /// Sets the path. Sessions exist only for requests under it, matched as RFC 6265
+    /// says: `/admin` covers `/admin` and `/admin/x`, not `/administrator`.
+    pub fn with_path(mut self, path: impl Into<String>) -> Result<Self, CookieConfigError> {
+        let path = path.into();
+        if !path.starts_with('/') || path.bytes().any(|b| b == b';' || b.is_ascii_control()) {
+            return Err(CookieConfigError::InvalidPath(path));
+        }
+        self.path = Cow::Owned(path);
+        Ok(self)
+    }
+
+    /// Sets the `Domain` attribute, which also sends the cookie to subdomains.
+    pub fn with_domain(mut self, domain: impl Into<String>) -> Result<Self, CookieConfigError> {
+        let domain = domain.into();
+        if domain.is_empty()
+            || domain
+                .bytes()
+                .any(|b| b == b';' || b == b',' || b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(CookieConfigError::InvalidDomain(domain));
+        }
+        self.domain = Some(domain);
+        Ok(self)
+    }
+
+    /// Sets `HttpOnly` (on by default: scripts cannot read the cookie).
+    pub fn with_http_only(mut self, http_only: bool) -> Self {
+        self.http_only = http_only;
+        self
+    }
+
+    /// Sets when the cookie is `Secure`.
+    pub fn with_secure(mut self, secure: SecurePolicy) -> Self {
+        self.secure = secure;
+        self
+    }
+
+    /// Sets the `SameSite` attribute.
+    pub fn with_same_site(mut self, same_site: SameSite) -> Self {
+        self.same_site = same_site;
+        self
+    }
+
+    /// Sets the `Partitioned` attribute (CHIPS); a partitioned cookie is always `Secure`.
+    pub fn with_partitioned(mut self, partitioned: bool) -> Self {
+        self.partitioned = partitioned;
+        self
+    }
+
+    /// Sets the `Priority` attribute.
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// Sets how long the browser keeps the cookie.
+    pub fn with_lifetime(mut self, lifetime: CookieLifetime) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// Sets whether `X-Forwarded-Proto` is believed when deciding if a request is HTTPS.
+    pub fn with_trust_proxy(mut self, trust_proxy: TrustProxy) -> Self {
+        self.trust_proxy = trust_proxy;
+        self
+    }
+
+    /// The cookie name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The cookie path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub(crate) fn lifetime(&self) -> CookieLifetime {
+        self.lifetime
+    }
+
+    pub(crate) fn trust_proxy(&self) -> TrustProxy {
+        self.trust_proxy
+    }
+
+    /// Whether a request path lies under the cookie path (RFC 6265, section 5.1.4).
+    pub(crate) fn path_matches(&self, request_path: &str) -> bool {
+        let cookie_path = self.path.as_ref();
+        match request_path.strip_prefix(cookie_path) {
+            Some(rest) => rest.is_empty() || cookie_path.ends_with('/') || rest.starts_with('/'),
+            None => false,
+        }
+    }
+
+    /// Whether the cookie for a request over `https` (or not) carries `Secure`.
+    pub(crate) fn is_secure(&self, https: bool) -> bool {
+        let by_policy = match self.secure {
+            SecurePolicy::Always => true,
+            SecurePolicy::Never => false,
+            SecurePolicy::Auto => https,
+        };
+        // Browsers refuse `SameSite=None` and `Partitioned` cookies without `Secure`.
+        by_policy || self.partitioned || self.same_site(by_policy) == cookie::SameSite::None
+    }
+
+    fn same_site(&self, secure: bool) -> cookie::SameSite {
+        match self.same_site {
+            SameSite::Strict => cookie::SameSite::Strict,
+            SameSite::Lax => cookie::SameSite::Lax,
+            SameSite::None => cookie::SameSite::None,
+            SameSite::Auto if secure => cookie::SameSite::None,
+            SameSite::Auto => cookie::SameSite::Lax,
+        }
+    }
+
+    /// The `Set-Cookie` value carrying `value` (already signed), for a session that
+    /// expires at `expires_at`.
+    pub(crate) fn set_cookie(&self, value: &str, https: bool, expires_at: SystemTime, now: SystemTime) -> String {
+        let max_age = match self.lifetime {
+            CookieLifetime::Persistent => Some(expires_at.duration_since(now).unwrap_or(Duration::ZERO)),
+            CookieLifetime::BrowserSession => None,
+        };
+        self.render(encode_value(value), https, max_age, now)
+    }
+
+    /// The `Set-Cookie` value that makes the browser drop the cookie: same name, path and
+    /// domain, empty value, expired.
+    pub(crate) fn clear_cookie(&self, https: bool, now: SystemTime) -> String {
+        self.render(String::new(), https, Some(Duration::ZERO), now)
+    }
+
+    fn render(&self, value: String, https: bool, max_age: Option<Duration>, now: SystemTime) -> String {
+        let secure = self.is_secure(https);
+        let mut builder = cookie::Cookie::build((self.name.as_ref(), value))
+            .path(self.path.as_ref())
+            .http_only(self.http_only)
+            .secure(secure)
+            .same_site(self.same_site(secure))
+            .partitioned(self.partitioned);
+        if let Some(domain) = &self.domain {
+            builder = builder.domain(domain.as_str());
+        }
+        if let Some(max_age) = max_age {
+            let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+            let expires = if max_age.is_zero() {
+                OffsetDateTime::UNIX_EPOCH
+            } else {
+                OffsetDateTime::from(now) + cookie::time::Duration::seconds(secs)
+            };
+            builder = builder
+                .max_age(cookie::time::Duration::seconds(secs))
+                .expires(expires);
+        }
+        let mut header = builder.build().to_string();
+        if let Some(priority) = self.priority {
+            header.push_str(match priority {
+                Priority::Low => "; Priority=Low",
+                Priority::Medium => "; Priority=Medium",
+                Priority::High => "; Priority=High",
+            });
+        }
+        header
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(path: &str) -> CookieConfig {
+        CookieConfig::default().with_path(path).unwrap()
+    }
+
+    #[test]
+    fn path_matching_follows_rfc_6265() {
+        assert!(config("/").path_matches("/"));
+        assert!(config("/").path_matches("/anything"));
+        assert!(config("/admin").path_matches("/admin"));
+        assert!(config("/admin").path_matches("/admin/x"));
+        assert!(!config("/admin").path_matches("/administrator"));
+        assert!(!config("/admin").path_matches("/"));
+        assert!(config("/admin/").path_matches("/admin/x"));
+        assert!(!config("/admin/").path_matches("/admin"));
+    }
+
+    #[test]
+    fn invalid_settings_are_refused() {
+        assert!(CookieConfig::default().with_name("").is_err());
+        assert!(CookieConfig::default().with_name("a b").is_err());
+        assert!(CookieConfig::default().with_name("a;b").is_err());
+        assert!(CookieConfig::default().with_path("relative").is_err());
+        assert!(CookieConfig::default().with_path("/a;b").is_err());
+        assert!(CookieConfig::default().with_domain("a;b").is_err());
+        assert!(CookieConfig::default().with_name("connect.sid").is_ok());
+    }
+
+    #[test]
+    fn renders_secure_defaults() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let header = CookieConfig::default().set_cookie("s:a.b", false, now + Duration::from_secs(60), now);
+        assert_eq!(
+            header,
+            "id=s%3Aa.b; HttpOnly; SameSite=Lax; Path=/; Max-Age=60; Expires=Tue, 14 Nov 2023 22:14:20 GMT"
+        );
+    }
+
+    #[test]
+    fn renders_every_attribute() {
+        let now = SystemTime::UNIX_EPOCH;
+        let header = CookieConfig::default()
+            .with_domain("example.com")
+            .unwrap()
+            .with_secure(SecurePolicy::Always)
+            .with_same_site(SameSite::Auto)
+            .with_partitioned(true)
+            .with_priority(Priority::High)
+            .with_lifetime(CookieLifetime::BrowserSession)
+            .set_cookie("v", false, now, now);
+        assert_eq!(
+            header,
+            "id=v; HttpOnly; SameSite=None; Partitioned; Secure; Path=/; Domain=example.com; Priority=High"
+        );
+    }
+
+    #[test]
+    fn auto_secure_follows_the_request() {
+        let cookie = CookieConfig::default();
+        assert!(cookie.is_secure(true));
+        assert!(!cookie.is_secure(false));
+        // SameSite=None forces Secure.
+        assert!(cookie.with_same_site(SameSite::None).is_secure(false));
+    }
+
+    #[test]
+    fn clearing_matches_the_attributes() {
+        let header = config("/app").clear_cookie(true, SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            header,
+            "id=; HttpOnly; SameSite=Lax; Secure; Path=/app; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+        );
+    }
+}

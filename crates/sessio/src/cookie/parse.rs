@@ -1,0 +1,148 @@
+//! Reading the session cookie from `Cookie` headers, with express-session's rules.
+//!
+//! Everything here takes bytes a client chose: it never panics and never allocates more
+//! than the value it returns.
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// Bytes JavaScript's `encodeURIComponent` escapes: all but `A-Z a-z 0-9 - _ . ! ~ * ' ( )`.
+const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// Percent-encodes a cookie value exactly like `encodeURIComponent`.
+pub(crate) fn encode_value(value: &str) -> String {
+    utf8_percent_encode(value, URI_COMPONENT).to_string()
+}
+
+/// The value of the first cookie called `name` across all `headers`, decoded.
+///
+/// As in express-session: pairs split on `;`, names and values trimmed, the first
+/// occurrence of a name wins, surrounding double quotes are stripped, and the value is
+/// percent-decoded only when it contains `%` (a value that fails to decode is kept as
+/// sent). A value that is not UTF-8 is returned as `None`.
+pub(crate) fn find_cookie<'a, I>(headers: I, name: &str) -> Option<String>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let raw = headers
+        .into_iter()
+        .flat_map(|header| header.split(|&b| b == b';'))
+        .find_map(|pair| {
+            let eq = pair.iter().position(|&b| b == b'=')?;
+            (trim(&pair[..eq]) == name.as_bytes()).then(|| trim(&pair[eq + 1..]))
+        })?;
+    let raw = match raw {
+        [b'"', inner @ .., b'"'] => inner,
+        other => other,
+    };
+    let raw = std::str::from_utf8(raw).ok()?;
+    if raw.contains('%') {
+        Some(decode_uri_component(raw).unwrap_or_else(|| raw.to_owned()))
+    } else {
+        Some(raw.to_owned())
+    }
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    // The cookie module trims JavaScript whitespace; in headers only space and tab occur.
+    let is_space = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !is_space(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !is_space(b)).map_or(start, |e| e + 1);
+    &bytes[start..end]
+}
+
+/// Strict `decodeURIComponent`: `None` on a malformed escape or invalid UTF-8.
+fn decode_uri_component(input: &str) -> Option<String> {
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hi = (hex[0] as char).to_digit(16)?;
+            let lo = (hex[1] as char).to_digit(16)?;
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn find(headers: &[&str], name: &str) -> Option<String> {
+        find_cookie(headers.iter().map(|h| h.as_bytes()), name)
+    }
+
+    #[test]
+    fn encodes_like_encode_uri_component() {
+        assert_eq!(
+            encode_value("s:apple.D8Y+pkTAmeR0PobOhY4G97PRW+j7bUnP/5m6/On1MCU"),
+            "s%3Aapple.D8Y%2BpkTAmeR0PobOhY4G97PRW%2Bj7bUnP%2F5m6%2FOn1MCU"
+        );
+        assert_eq!(encode_value("%"), "%25");
+        assert_eq!(encode_value("-_.!~*'()"), "-_.!~*'()");
+        assert_eq!(encode_value("a b;é"), "a%20b%3B%C3%A9");
+    }
+
+    #[test]
+    fn finds_the_named_cookie() {
+        assert_eq!(find(&["a=1; sid=xyz; b=2"], "sid").as_deref(), Some("xyz"));
+        assert_eq!(find(&["a=1", "sid = xyz "], "sid").as_deref(), Some("xyz"));
+        assert_eq!(find(&["a=1; b=2"], "sid"), None);
+        assert_eq!(find(&[], "sid"), None);
+    }
+
+    #[test]
+    fn first_occurrence_wins_across_headers() {
+        assert_eq!(find(&["sid=first; sid=second"], "sid").as_deref(), Some("first"));
+        assert_eq!(find(&["x=1", "sid=first", "sid=second"], "sid").as_deref(), Some("first"));
+    }
+
+    #[test]
+    fn quotes_are_stripped_and_percent_decoded_only_when_present() {
+        assert_eq!(find(&["sid=\"abc\""], "sid").as_deref(), Some("abc"));
+        assert_eq!(find(&["sid=s%3Aabc"], "sid").as_deref(), Some("s:abc"));
+        assert_eq!(find(&["sid=a+b"], "sid").as_deref(), Some("a+b"));
+    }
+
+    #[test]
+    fn failed_decoding_keeps_the_raw_value() {
+        assert_eq!(find(&["sid=%zz%41"], "sid").as_deref(), Some("%zz%41"));
+        assert_eq!(find(&["sid=%41%"], "sid").as_deref(), Some("%41%"));
+        assert_eq!(find(&["sid=%C3%28"], "sid").as_deref(), Some("%C3%28"));
+    }
+
+    #[test]
+    fn pairs_without_equals_and_non_utf8_values_are_ignored() {
+        assert_eq!(find(&["sid; sid=ok"], "sid").as_deref(), Some("ok"));
+        assert_eq!(find_cookie([&b"sid=\xff\xfe"[..]], "sid"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_headers(headers in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..4)) {
+            let _ = find_cookie(headers.iter().map(Vec::as_slice), "connect.sid");
+        }
+
+        #[test]
+        fn encoded_values_decode_back(value in "\\PC{0,64}") {
+            let header = format!("connect.sid={}", encode_value(&value));
+            prop_assert_eq!(find(&[&header], "connect.sid"), Some(value));
+        }
+    }
+}

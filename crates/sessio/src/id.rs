@@ -1,0 +1,162 @@
+//! Session ids and how they are generated.
+
+use std::fmt;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use subtle::ConstantTimeEq;
+
+/// An opaque session id, as carried (signed) in the session cookie.
+///
+/// Its `Debug` output never shows the id itself: a session id is a bearer credential and
+/// must not end up in logs. Use [`SessionId::as_str`] where the raw value is really needed
+/// (a store key, for example).
+///
+/// ```
+/// use sessio::SessionId;
+///
+/// let id = SessionId::from("abc");
+/// assert_eq!(id.as_str(), "abc");
+/// assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
+/// ```
+#[derive(Clone, Eq, Hash)]
+pub struct SessionId(Arc<str>);
+
+impl SessionId {
+    /// The raw id. Treat it as a secret.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SessionId {
+    fn from(value: String) -> Self {
+        Self(value.into())
+    }
+}
+
+impl From<&str> for SessionId {
+    fn from(value: &str) -> Self {
+        Self(value.into())
+    }
+}
+
+impl PartialEq for SessionId {
+    // Ids are credentials: compare them without leaking where they differ.
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId(<redacted>)")
+    }
+}
+
+/// Makes new session ids.
+///
+/// The default, [`RandomIdGenerator`], draws 24 bytes from the operating system's CSPRNG.
+/// A custom generator must produce at least 128 bits of unpredictable data per id.
+///
+/// ```
+/// use sessio::{IdGenerator, SessionId};
+///
+/// struct Prefixed;
+///
+/// impl IdGenerator for Prefixed {
+///     fn generate(&self) -> SessionId {
+///         let random = sessio::RandomIdGenerator::default().generate();
+///         SessionId::from(format!("app1-{}", random.as_str()))
+///     }
+/// }
+///
+/// assert!(Prefixed.generate().as_str().starts_with("app1-"));
+/// ```
+pub trait IdGenerator: Send + Sync + 'static {
+    /// Returns a new, unpredictable id.
+    fn generate(&self) -> SessionId;
+}
+
+/// Random ids from the OS CSPRNG, base64url-encoded without padding.
+///
+/// The default length is 24 bytes (192 bits, 32 characters), the same as express-session.
+///
+/// ```
+/// use sessio::{IdGenerator, RandomIdGenerator};
+///
+/// let id = RandomIdGenerator::default().generate();
+/// assert_eq!(id.as_str().len(), 32);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct RandomIdGenerator {
+    bytes: usize,
+}
+
+impl RandomIdGenerator {
+    /// The fewest random bytes an id may have: 128 bits.
+    pub const MIN_BYTES: usize = 16;
+    const MAX_BYTES: usize = 64;
+
+    /// Ids of `bytes` random bytes, clamped to 16..=64.
+    pub fn with_bytes(bytes: usize) -> Self {
+        Self {
+            bytes: bytes.clamp(Self::MIN_BYTES, Self::MAX_BYTES),
+        }
+    }
+}
+
+impl Default for RandomIdGenerator {
+    fn default() -> Self {
+        Self { bytes: 24 }
+    }
+}
+
+impl IdGenerator for RandomIdGenerator {
+    fn generate(&self) -> SessionId {
+        let mut buf = [0u8; Self::MAX_BYTES];
+        let buf = &mut buf[..self.bytes];
+        // Without an OS random source no session can be safe; there is nothing sane to
+        // fall back to.
+        getrandom::fill(buf).expect("the operating system's random number generator failed");
+        SessionId::from(URL_SAFE_NO_PAD.encode(buf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn default_ids_are_32_url_safe_chars() {
+        let id = RandomIdGenerator::default().generate();
+        assert_eq!(id.as_str().len(), 32);
+        assert!(id
+            .as_str()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+
+    #[test]
+    fn ids_do_not_repeat() {
+        let generator = RandomIdGenerator::default();
+        let ids: HashSet<String> = (0..10_000)
+            .map(|_| generator.generate().as_str().to_owned())
+            .collect();
+        assert_eq!(ids.len(), 10_000);
+    }
+
+    #[test]
+    fn byte_count_is_clamped_to_at_least_128_bits() {
+        let id = RandomIdGenerator::with_bytes(4).generate();
+        assert_eq!(URL_SAFE_NO_PAD.decode(id.as_str()).unwrap().len(), 16);
+    }
+
+    #[test]
+    fn debug_never_shows_the_id() {
+        let id = RandomIdGenerator::default().generate();
+        assert!(!format!("{id:?}").contains(id.as_str()));
+    }
+}

@@ -1,0 +1,79 @@
+//! What the session layer does at the end of a request, and the settings it runs with.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::store::SessionStore;
+use crate::{Clock, CookieConfig, Expiry, IdGenerator, KeyRing};
+
+/// Whether a new session that holds no data is stored (express-session's
+/// `saveUninitialized`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum NewSessions {
+    /// Store a new session only once it holds data (the default): visitors who never log
+    /// in or put anything in their session cost no storage, and cannot fill the store.
+    #[default]
+    SaveWhenModified,
+    /// Store every new session a handler touched, even if empty.
+    SaveAlways,
+}
+
+/// When the session cookie is sent again (express-session's `rolling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CookieRefresh {
+    /// When the session is new or got a new id, or when its expiry moved and the cookie
+    /// is persistent (the default).
+    #[default]
+    WhenExpiryMoves,
+    /// On every response for a session the handler used.
+    EveryResponse,
+}
+
+/// What happens to a session that was used but not changed (express-session's `resave`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum UnchangedSessions {
+    /// Extend its expiry with a cheap touch, at most once per touch interval (the default).
+    #[default]
+    Touch,
+    /// Write the whole session back on every request.
+    Resave,
+}
+
+/// What happens to a session's changes when the handler answers with a 5xx status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnServerError {
+    /// Drop the changes not yet saved (the default): a failed request leaves no
+    /// half-done state behind. Explicit `save`, `regenerate` and `destroy` calls stand.
+    #[default]
+    DiscardChanges,
+    /// Save the changes anyway.
+    SaveChanges,
+}
+
+/// Everything a session needs, shared by the layer and every session handle.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) keys: KeyRing,
+    pub(crate) cookie: CookieConfig,
+    pub(crate) expiry: Expiry,
+    pub(crate) touch_interval: Duration,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: Arc<dyn IdGenerator>,
+    pub(crate) new_sessions: NewSessions,
+    pub(crate) cookie_refresh: CookieRefresh,
+    pub(crate) unchanged: UnchangedSessions,
+    pub(crate) on_server_error: OnServerError,
+}
+
+impl Settings {
+    /// Touches closer together than this are skipped; never more than half the idle
+    /// timeout, so an active session cannot idle out between touches.
+    pub(crate) fn touch_interval(&self, expiry: &Expiry) -> Duration {
+        self.touch_interval.min(expiry.idle_timeout() / 2)
+    }
+}

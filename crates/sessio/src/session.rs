@@ -1,0 +1,505 @@
+//! The session handle a request works with, and what happens to it when the request ends.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use crate::policy::{CookieRefresh, NewSessions, OnServerError, Settings, UnchangedSessions};
+use crate::signing::Verified;
+use crate::store::{Changes, CreateOutcome, Data, Meta, Record, WriteOutcome};
+use crate::{CookieLifetime, Expiry, SessionError, SessionId};
+
+/// Ids tried before giving up on finding an unused one.
+const CREATE_ATTEMPTS: u32 = 3;
+
+/// The current request's session.
+///
+/// The session is loaded from the store on first use, so a request that never uses it
+/// costs nothing. Changes are tracked per key and written when the response is ready,
+/// before it leaves: only the keys this request set or removed are written, so concurrent
+/// requests changing different keys all keep their changes.
+///
+/// Clones share the same session.
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use sessio::{KeyRing, MemoryStore, Session, SessionError, SessionLayer};
+///
+/// async fn visits(session: Session) -> Result<String, SessionError> {
+///     let n: u64 = session.get("visits").await?.unwrap_or(0) + 1;
+///     session.insert("visits", n).await?;
+///     Ok(format!("visit number {n}"))
+/// }
+///
+/// # fn main() -> Result<(), sessio::SecretError> {
+/// let keys = KeyRing::new(["an example secret that is long enough"])?;
+/// let app: Router = Router::new()
+///     .route("/", get(visits))
+///     .layer(SessionLayer::new(MemoryStore::new(), keys));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Arc<Settings>,
+    /// The request's cookie, if its signature checked out.
+    cookie: Option<Verified>,
+    /// Set by every method, so that an unused session is finished without locking.
+    used: AtomicBool,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    loaded: bool,
+    /// The stored session's id, or `None` for one not stored yet.
+    id: Option<SessionId>,
+    /// The data as this request sees it: stored data with local changes applied.
+    data: Data,
+    /// Changes not yet written.
+    changes: Changes,
+    /// The stored session's meta (`None` until stored).
+    meta: Option<Meta>,
+    /// This session's own expiry, if set.
+    expiry: Option<Expiry>,
+    expiry_changed: bool,
+    touch_requested: bool,
+    /// The stored expiry moved during this request.
+    expiry_moved: bool,
+    /// The session got a new id (created or regenerated) during this request.
+    id_changed: bool,
+    /// The browser's cookie refers to a session that no longer exists.
+    cookie_dead: bool,
+}
+
+impl Session {
+    pub(crate) fn new(settings: Arc<Settings>, cookie: Option<Verified>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                cookie,
+                used: AtomicBool::new(false),
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Locks the state, loading the session from the store on first use.
+    async fn state(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
+        self.inner.used.store(true, Ordering::Relaxed);
+        let mut state = self.inner.state.lock().await;
+        if !state.loaded {
+            if let Some(cookie) = &self.inner.cookie {
+                let id = cookie.id.clone();
+                self.load_into(&mut state, id).await?;
+            }
+            state.loaded = true;
+        }
+        Ok(state)
+    }
+
+    /// Replaces the state with the stored session `id`, or a new session if it is gone.
+    async fn load_into(&self, state: &mut State, id: SessionId) -> Result<(), SessionError> {
+        let settings = self.settings();
+        let now = settings.clock.now();
+        let record = settings
+            .store
+            .load(&id, now)
+            .await
+            .map_err(SessionError::Load)?;
+        let record = record.filter(|record| {
+            // Expiry is decided here from our own timestamps, whatever the store kept.
+            let expiry = record.meta.expiry.unwrap_or(settings.expiry);
+            expiry.deadline(record.meta.created_at, record.meta.last_active) > now
+        });
+        let keep = State {
+            loaded: true,
+            expiry_moved: state.expiry_moved,
+            id_changed: state.id_changed,
+            cookie_dead: state.cookie_dead,
+            ..State::default()
+        };
+        *state = match record {
+            Some(record) => State {
+                id: Some(id),
+                data: record.data,
+                meta: Some(record.meta),
+                expiry: record.meta.expiry,
+                ..keep
+            },
+            None => keep,
+        };
+        Ok(())
+    }
+
+    /// The value under `key`, if there is one.
+    ///
+    /// # Errors
+    /// [`SessionError::Load`] if the store failed, [`SessionError::Deserialize`] if the value
+    /// is not a `T`.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let state = self.state().await?;
+        state
+            .data
+            .get(key)
+            .map(|value| T::deserialize(value).map_err(|source| deserialize_error(key, source)))
+            .transpose()
+    }
+
+    /// Stores `value` under `key`.
+    ///
+    /// # Errors
+    /// [`SessionError::Load`] if the store failed, [`SessionError::Serialize`] if the value
+    /// cannot be turned into JSON.
+    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
+        let value = serde_json::to_value(value).map_err(|source| SessionError::Serialize {
+            key: key.to_owned(),
+            source,
+        })?;
+        let mut state = self.state().await?;
+        if state.data.get(key) != Some(&value) {
+            state.changes.set(key, value.clone());
+            state.data.insert(key.to_owned(), value);
+        }
+        Ok(())
+    }
+
+    /// Removes `key` and returns its value.
+    ///
+    /// # Errors
+    /// [`SessionError::Load`] if the store failed, [`SessionError::Deserialize`] if the value
+    /// is not a `T` (the key is then kept; remove it as a `serde_json::Value`).
+    pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let mut state = self.state().await?;
+        let Some(value) = state.data.get(key) else {
+            return Ok(None);
+        };
+        let value = T::deserialize(value).map_err(|source| deserialize_error(key, source))?;
+        state.data.remove(key);
+        state.changes.remove(key);
+        Ok(Some(value))
+    }
+
+    /// Removes every key.
+    ///
+    /// # Errors
+    /// [`SessionError::Load`] if the store failed.
+    pub async fn clear(&self) -> Result<(), SessionError> {
+        let mut state = self.state().await?;
+        state.data.clear();
+        state.changes.clear();
+        Ok(())
+    }
+
+    /// The session's id, once it is stored: `None` for a new session until the response
+    /// (or [`save`](Self::save)) stores it. Treat it as a secret.
+    ///
+    /// # Errors
+    /// [`SessionError::Load`] if the store failed.
+    pub async fn id(&self) -> Result<Option<SessionId>, SessionError> {
+        Ok(self.state().await?.id.clone())
+    }
+
+    /// When the session ends unless used again; `None` for a session not stored yet.
+    ///
+    /// # Errors
+    /// [`SessionError::Load`] if the store failed.
+    pub async fn expires_at(&self) -> Result<Option<SystemTime>, SessionError> {
+        Ok(self.state().await?.meta.map(|meta| meta.expires_at))
+    }
+
+    /// Gives this session its own idle timeout and absolute lifetime ("remember me"),
+    /// counted from its creation and last use.
+    ///
+    /// # Errors
+    /// [`SessionError::Load`] if the store failed.
+    pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), SessionError> {
+        let mut state = self.state().await?;
+        state.expiry = Some(expiry);
+        state.expiry_changed = true;
+        Ok(())
+    }
+
+    /// Moves the session to a new id, keeping its data (call [`clear`](Self::clear) first
+    /// to drop it). Do this when the user logs in, against session fixation.
+    ///
+    /// The new session is stored before the old one is deleted, so a failure never loses
+    /// the session.
+    ///
+    /// # Errors
+    /// [`SessionError::Regenerate`] if the store failed: if creating the new session failed,
+    /// nothing changed; if deleting the old one failed, the session moved but the old id
+    /// still works until it expires.
+    pub async fn regenerate(&self) -> Result<(), SessionError> {
+        let mut state = self.state().await?;
+        let Some(old) = state.id.clone() else {
+            // Not stored yet: it gets a fresh id when it is.
+            return Ok(());
+        };
+        let now = self.settings().clock.now();
+        self.create(&mut state, now)
+            .await
+            .map_err(|error| match error {
+                SessionError::Save(error) => SessionError::Regenerate(error),
+                other => other,
+            })?;
+        self.settings()
+            .store
+            .delete(&old)
+            .await
+            .map_err(SessionError::Regenerate)
+    }
+
+    /// Ends the session: it is removed from the store and the browser is told to drop the
+    /// cookie. Values inserted afterwards start a new session.
+    ///
+    /// # Errors
+    /// [`SessionError::Destroy`] if the store failed; the session then still exists.
+    pub async fn destroy(&self) -> Result<(), SessionError> {
+        self.inner.used.store(true, Ordering::Relaxed);
+        let mut state = self.inner.state.lock().await;
+        let id = match (&state.id, state.loaded, &self.inner.cookie) {
+            (Some(id), _, _) => Some(id.clone()),
+            (None, false, Some(cookie)) => Some(cookie.id.clone()),
+            _ => None,
+        };
+        if let Some(id) = &id {
+            self.settings()
+                .store
+                .delete(id)
+                .await
+                .map_err(SessionError::Destroy)?;
+        }
+        let had_cookie = id.is_some() || state.id_changed || self.inner.cookie.is_some();
+        *state = State {
+            loaded: true,
+            cookie_dead: had_cookie,
+            ..State::default()
+        };
+        Ok(())
+    }
+
+    /// Reads the session from the store again, dropping changes not yet saved.
+    ///
+    /// # Errors
+    /// [`SessionError::Load`] if the store failed.
+    pub async fn reload(&self) -> Result<(), SessionError> {
+        let mut state = self.state().await?;
+        match state.id.clone() {
+            Some(id) => self.load_into(&mut state, id).await,
+            None => {
+                state.data.clear();
+                state.changes = Changes::default();
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes the session to the store now rather than when the response is ready; a new
+    /// session is stored even if empty.
+    ///
+    /// # Errors
+    /// [`SessionError::Save`] if the store failed.
+    pub async fn save(&self) -> Result<(), SessionError> {
+        let mut state = self.state().await?;
+        let now = self.settings().clock.now();
+        if state.id.is_none() {
+            return self.create(&mut state, now).await;
+        }
+        state.touch_requested = true;
+        self.write(&mut state, now).await
+    }
+
+    /// Extends the session's expiry when the response is ready, even if it was extended
+    /// less than a touch interval ago.
+    ///
+    /// # Errors
+    /// [`SessionError::Load`] if the store failed.
+    pub async fn touch(&self) -> Result<(), SessionError> {
+        self.state().await?.touch_requested = true;
+        Ok(())
+    }
+
+    fn meta(&self, state: &State, now: SystemTime) -> Meta {
+        let expiry = state.expiry.unwrap_or(self.settings().expiry);
+        let created_at = state.meta.map_or(now, |meta| meta.created_at);
+        Meta {
+            created_at,
+            last_active: now,
+            expires_at: expiry.deadline(created_at, now),
+            expiry: state.expiry,
+        }
+    }
+
+    /// Stores the current data under a fresh id; the state then refers to it.
+    async fn create(&self, state: &mut State, now: SystemTime) -> Result<(), SessionError> {
+        let settings = self.settings();
+        // A new id starts a new lifetime.
+        let meta = Meta {
+            created_at: now,
+            last_active: now,
+            expires_at: state.expiry.unwrap_or(settings.expiry).deadline(now, now),
+            expiry: state.expiry,
+        };
+        let record = Record {
+            data: state.data.clone(),
+            meta,
+        };
+        for _ in 0..CREATE_ATTEMPTS {
+            let id = settings.ids.generate();
+            match settings.store.create(&id, &record).await {
+                Ok(CreateOutcome::Created) => {
+                    state.id = Some(id);
+                    state.meta = Some(meta);
+                    state.changes = Changes::default();
+                    state.expiry_changed = false;
+                    state.touch_requested = false;
+                    state.id_changed = true;
+                    state.expiry_moved = true;
+                    state.cookie_dead = false;
+                    return Ok(());
+                }
+                Ok(_) => continue,
+                Err(error) => return Err(SessionError::Save(error)),
+            }
+        }
+        Err(SessionError::IdExhausted {
+            attempts: CREATE_ATTEMPTS,
+        })
+    }
+
+    /// Writes pending changes of a stored session, or touches it when due.
+    async fn write(&self, state: &mut State, now: SystemTime) -> Result<(), SessionError> {
+        let settings = self.settings();
+        let (Some(id), Some(stored)) = (state.id.clone(), state.meta) else {
+            return Ok(());
+        };
+        if settings.unchanged == UnchangedSessions::Resave && state.changes.is_empty() {
+            state.changes.clear();
+            for (key, value) in &state.data {
+                state.changes.set(key.clone(), value.clone());
+            }
+        }
+        let expiry = state.expiry.unwrap_or(settings.expiry);
+        let touch_due = state.touch_requested
+            || now
+                .duration_since(stored.last_active)
+                .is_ok_and(|idle| idle >= settings.touch_interval(&expiry));
+        let meta = self.meta(state, now);
+        let outcome = if !state.changes.is_empty() || state.expiry_changed {
+            settings.store.update(&id, &state.changes, &meta).await
+        } else if touch_due {
+            settings.store.touch(&id, &meta).await
+        } else {
+            return Ok(());
+        };
+        match outcome.map_err(SessionError::Save)? {
+            WriteOutcome::Applied => {
+                state.meta = Some(meta);
+                state.changes = Changes::default();
+                state.expiry_changed = false;
+                state.touch_requested = false;
+                state.expiry_moved = true;
+            }
+            _ => {
+                // Destroyed or regenerated elsewhere meanwhile: never bring it back.
+                tracing::debug!("session ended by another request; changes dropped");
+                *state = State {
+                    loaded: true,
+                    cookie_dead: true,
+                    ..State::default()
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what the request left pending and returns the `Set-Cookie` value to send,
+    /// if any. Runs once, when the inner service has produced its response.
+    pub(crate) async fn finish(
+        &self,
+        server_error: bool,
+        https: bool,
+    ) -> Result<Option<String>, SessionError> {
+        if !self.inner.used.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let settings = self.settings();
+        let mut state = self.inner.state.lock().await;
+        if !state.loaded {
+            // The first use failed to load: nothing to write.
+            return Ok(None);
+        }
+        let discard = server_error && settings.on_server_error == OnServerError::DiscardChanges;
+        if discard {
+            state.changes = Changes::default();
+            state.expiry_changed = false;
+            state.touch_requested = false;
+        }
+        let cookie = &settings.cookie;
+        // A Secure cookie cannot reach the browser over plain HTTP: store nothing new.
+        let can_set_cookie = https || !cookie.is_secure(false);
+        let now = settings.clock.now();
+
+        if state.id.is_none() {
+            let wanted = !discard
+                && (!state.data.is_empty() || settings.new_sessions == NewSessions::SaveAlways);
+            if wanted && can_set_cookie {
+                self.create(&mut state, now).await?;
+            }
+        } else {
+            self.write(&mut state, now).await?;
+        }
+
+        if !can_set_cookie {
+            return Ok(None);
+        }
+        let Some(id) = state.id.clone() else {
+            return Ok(state
+                .cookie_dead
+                .then(|| cookie.clear_cookie(https, now)));
+        };
+        let rotated = self
+            .inner
+            .cookie
+            .as_ref()
+            .is_some_and(|c| c.rotated && c.id == id);
+        let send = settings.cookie_refresh == CookieRefresh::EveryResponse
+            || state.id_changed
+            || rotated
+            || (state.expiry_moved && cookie.lifetime() == CookieLifetime::Persistent);
+        Ok(send.then(|| {
+            let expires_at = state.meta.map_or(now, |meta| meta.expires_at);
+            cookie.set_cookie(&settings.keys.sign(&id), https, expires_at, now)
+        }))
+    }
+}
+
+fn deserialize_error(key: &str, source: serde_json::Error) -> SessionError {
+    SessionError::Deserialize {
+        key: key.to_owned(),
+        source,
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Neither the id nor the data: both may be sensitive.
+        f.debug_struct("Session")
+            .field("has_cookie", &self.inner.cookie.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,280 @@
+//! Signing session ids into cookie values, byte for byte as express-session does.
+//!
+//! A cookie value is `s:` + id + `.` + MAC, where MAC is the unpadded standard base64 of
+//! HMAC-SHA256(secret, id). The value is then percent-encoded (see [`crate::cookie`]).
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::SessionId;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Length of the base64 text of an HMAC-SHA256 tag without padding.
+const MAC_LEN: usize = 43;
+
+/// The secrets that sign and verify session cookies.
+///
+/// The first secret signs; every secret verifies, so a secret can be rotated without
+/// logging anyone out: put the new one first and keep the old ones until their cookies
+/// have expired. A cookie that verified with an older secret is re-issued signed with the
+/// current one the next time its session is used.
+///
+/// Each secret must be at least [`KeyRing::MIN_SECRET_LEN`] bytes; generate them randomly
+/// (for example `openssl rand -base64 48`). `Debug` output never shows them.
+///
+/// ```
+/// use sessio::KeyRing;
+///
+/// let keys = KeyRing::new(["a new secret of at least thirty-two bytes", "the old secret, still accepted for a while"])?;
+/// assert_eq!(keys.len(), 2);
+///
+/// let err = KeyRing::new(["short"]).unwrap_err();
+/// assert_eq!(err.to_string(), "secret #1 is 5 bytes long; session secrets need at least 32 bytes");
+/// # Ok::<(), sessio::SecretError>(())
+/// ```
+#[derive(Clone)]
+pub struct KeyRing {
+    keys: Vec<HmacSha256>,
+}
+
+/// Why a [`KeyRing`] could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretError {
+    /// No secret was given.
+    #[error("no session secret given; at least one is required")]
+    Empty,
+    /// A secret is too short to resist guessing.
+    #[error("secret #{position} is {len} bytes long; session secrets need at least {min} bytes", min = KeyRing::MIN_SECRET_LEN)]
+    TooShort {
+        /// 1-based position of the secret in the list.
+        position: usize,
+        /// Its length in bytes.
+        len: usize,
+    },
+}
+
+/// A cookie value whose signature checked out.
+#[derive(Debug, Clone)]
+pub(crate) struct Verified {
+    pub(crate) id: SessionId,
+    /// Signed with a secret other than the current one: re-issue the cookie.
+    pub(crate) rotated: bool,
+}
+
+impl KeyRing {
+    /// The shortest secret accepted, in bytes.
+    pub const MIN_SECRET_LEN: usize = 32;
+
+    /// A key ring from secrets, current first.
+    pub fn new<I, S>(secrets: I) -> Result<Self, SecretError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<[u8]>,
+    {
+        let mut keys = Vec::new();
+        for (index, secret) in secrets.into_iter().enumerate() {
+            let secret = secret.as_ref();
+            if secret.len() < Self::MIN_SECRET_LEN {
+                return Err(SecretError::TooShort {
+                    position: index + 1,
+                    len: secret.len(),
+                });
+            }
+            keys.push(hmac_key(secret));
+        }
+        if keys.is_empty() {
+            return Err(SecretError::Empty);
+        }
+        Ok(Self { keys })
+    }
+
+    /// A key ring that skips the length check. Only for reproducing other
+    /// implementations' test vectors.
+    #[cfg(test)]
+    pub(crate) fn new_unchecked(secrets: &[&str]) -> Self {
+        Self {
+            keys: secrets.iter().map(|s| hmac_key(s.as_bytes())).collect(),
+        }
+    }
+
+    /// How many secrets the ring holds.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Always false: a key ring holds at least one secret.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// `s:<id>.<mac>`, signed with the current secret (not yet percent-encoded).
+    pub(crate) fn sign(&self, id: &SessionId) -> String {
+        let id = id.as_str();
+        let mut out = String::with_capacity(2 + id.len() + 1 + MAC_LEN);
+        out.push_str("s:");
+        out.push_str(id);
+        out.push('.');
+        STANDARD_NO_PAD.encode_string(mac(&self.keys[0], id), &mut out);
+        out
+    }
+
+    /// Checks a decoded cookie value; `None` for anything unsigned or forged.
+    pub(crate) fn verify(&self, value: &str) -> Option<Verified> {
+        let signed = value.strip_prefix("s:")?;
+        let (id, given) = signed.rsplit_once('.')?;
+        if given.len() != MAC_LEN {
+            return None;
+        }
+        let mut expected = [0u8; MAC_LEN + 1];
+        // Try every secret even after a match, so timing does not tell which one signed.
+        let mut matched = None;
+        for (index, key) in self.keys.iter().enumerate() {
+            let written = STANDARD_NO_PAD
+                .encode_slice(mac(key, id), &mut expected)
+                .ok()?;
+            let equal: bool = expected[..written].ct_eq(given.as_bytes()).into();
+            if equal && matched.is_none() {
+                matched = Some(index);
+            }
+        }
+        matched.map(|index| Verified {
+            id: SessionId::from(id),
+            rotated: index != 0,
+        })
+    }
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("secrets", &format_args!("<{} redacted>", self.keys.len()))
+            .finish()
+    }
+}
+
+fn hmac_key(secret: &[u8]) -> HmacSha256 {
+    HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length")
+}
+
+fn mac(key: &HmacSha256, id: &str) -> [u8; 32] {
+    let mut mac = key.clone();
+    mac.update(id.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SECRET_A: &str = "0123456789abcdef0123456789abcdef-a";
+    const SECRET_B: &str = "0123456789abcdef0123456789abcdef-b";
+
+    #[test]
+    fn express_golden_vectors() {
+        // From express-session 1.19 / cookie-signature with secret "keyboard cat",
+        // before percent-encoding.
+        let keys = KeyRing::new_unchecked(&["keyboard cat"]);
+        for (id, value) in [
+            ("apple", "s:apple.D8Y+pkTAmeR0PobOhY4G97PRW+j7bUnP/5m6/On1MCU"),
+            ("%", "s:%.kzQ6x52kKVdF35Qh62AWk4ZekS28K5XYCXKa/OTZ01g"),
+            ("/foo", "s:/foo.paEKBtAHbV5s1IB8B2zPnzAgYmmnRPIqObW4VRYj/MQ"),
+        ] {
+            assert_eq!(keys.sign(&SessionId::from(id)), value);
+            let verified = keys.verify(value).expect("golden vector verifies");
+            assert_eq!(verified.id.as_str(), id);
+            assert!(!verified.rotated);
+        }
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert_eq!(
+            KeyRing::new([SECRET_A, "too short"]).unwrap_err(),
+            SecretError::TooShort {
+                position: 2,
+                len: 9
+            }
+        );
+        assert_eq!(
+            KeyRing::new(Vec::<String>::new()).unwrap_err(),
+            SecretError::Empty
+        );
+    }
+
+    #[test]
+    fn rotation_signs_with_first_and_accepts_all() {
+        let old = KeyRing::new([SECRET_B]).unwrap();
+        let rotated = KeyRing::new([SECRET_A, SECRET_B]).unwrap();
+        let id = SessionId::from("some-id");
+        let old_cookie = old.sign(&id);
+        let verified = rotated.verify(&old_cookie).unwrap();
+        assert_eq!(verified.id, id);
+        assert!(verified.rotated);
+        assert_ne!(rotated.sign(&id), old_cookie);
+        assert!(!rotated.verify(&rotated.sign(&id)).unwrap().rotated);
+        // Dropping the old secret ends its cookies.
+        assert!(KeyRing::new([SECRET_A]).unwrap().verify(&old_cookie).is_none());
+    }
+
+    #[test]
+    fn unsigned_and_malformed_values_are_refused() {
+        let keys = KeyRing::new([SECRET_A]).unwrap();
+        for value in [
+            "",
+            "s:",
+            "s:.",
+            "abc",
+            "some-id",
+            "s:some-id",
+            "s:some-id.",
+            "S:some-id.D8Y+pkTAmeR0PobOhY4G97PRW+j7bUnP/5m6/On1MCU",
+        ] {
+            assert!(keys.verify(value).is_none(), "{value:?} must not verify");
+        }
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let keys = KeyRing::new([SECRET_A]).unwrap();
+        let debug = format!("{keys:?}");
+        assert!(!debug.contains(SECRET_A));
+        assert!(debug.contains("redacted"));
+    }
+
+    proptest! {
+        #[test]
+        fn sign_then_verify_round_trips(id in "\\PC{0,64}") {
+            let keys = KeyRing::new([SECRET_A, SECRET_B]).unwrap();
+            let id = SessionId::from(id);
+            let verified = keys.verify(&keys.sign(&id)).unwrap();
+            prop_assert_eq!(verified.id, id);
+        }
+
+        #[test]
+        fn any_single_byte_change_is_refused(id in "[A-Za-z0-9_-]{1,40}", pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let keys = KeyRing::new([SECRET_A]).unwrap();
+            let signed = keys.sign(&SessionId::from(id));
+            let mut bytes = signed.clone().into_bytes();
+            let at = pos.index(bytes.len());
+            prop_assume!(bytes[at] != byte);
+            bytes[at] = byte;
+            if let Ok(tampered) = String::from_utf8(bytes) {
+                prop_assert!(keys.verify(&tampered).is_none());
+            }
+        }
+
+        #[test]
+        fn arbitrary_values_never_panic(value in any::<String>()) {
+            let keys = KeyRing::new([SECRET_A]).unwrap();
+            let _ = keys.verify(&value);
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! A bounded, expiring in-memory store for single-process deployments.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use lru::LruCache;
+
+use super::{Changes, CreateOutcome, Meta, Record, SessionStore, StoreError, WriteOutcome};
+use crate::{Clock, SessionId, SystemClock};
+
+/// Expired entries a write clears from the cold end of its shard before storing.
+const SWEEP_PER_WRITE: usize = 8;
+/// Entries per shard before the store splits into more shards (up to [`MAX_SHARDS`]).
+const ENTRIES_PER_SHARD: usize = 4096;
+const MAX_SHARDS: usize = 16;
+
+/// Sessions in this process's memory.
+///
+/// - **Bounded**: holds at most `max_sessions`; when full, the least recently used session
+///   goes (recency is tracked per shard: the store splits into up to 16 shards).
+/// - **Expiring**: expired sessions are never returned, each write clears expired entries
+///   from the cold end of its shard, and [`ExpiredCleanup`](super::ExpiredCleanup) or
+///   [`SessionStore::delete_expired`] sweeps the rest without any request reading them.
+/// - **Concurrent**: every operation on a session is atomic.
+///
+/// Sessions live only as long as the process and are not shared between processes: use
+/// it for a single instance, for development and for tests.
+///
+/// ```
+/// use sessio::MemoryStore;
+///
+/// let store = MemoryStore::builder().max_sessions(10_000).build();
+/// # let _ = store;
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shards: Box<[Mutex<LruCache<SessionId, Record>>]>,
+    hasher: RandomState,
+    clock: Arc<dyn Clock>,
+}
+
+/// Configures a [`MemoryStore`].
+pub struct MemoryStoreBuilder {
+    max_sessions: NonZeroUsize,
+    clock: Arc<dyn Clock>,
+}
+
+impl MemoryStore {
+    /// The number of sessions kept unless told otherwise.
+    pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+
+    /// A store with default settings.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Starts configuring a store.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            max_sessions: NonZeroUsize::new(Self::DEFAULT_MAX_SESSIONS).expect("non-zero"),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    fn shard(&self, id: &SessionId) -> MutexGuard<'_, LruCache<SessionId, Record>> {
+        let shards = &self.inner.shards;
+        let index = (self.inner.hasher.hash_one(id) as usize) % shards.len();
+        // A panic while holding the lock cannot leave a shard half-written: each
+        // operation replaces whole entries.
+        shards[index].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now(&self) -> SystemTime {
+        self.inner.clock.now()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("shards", &self.inner.shards.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryStoreBuilder {
+    /// The most sessions held at once (at least 1).
+    pub fn max_sessions(mut self, max_sessions: usize) -> Self {
+        self.max_sessions = NonZeroUsize::new(max_sessions).unwrap_or(NonZeroUsize::MIN);
+        self
+    }
+
+    /// The clock deciding what has expired; use the session layer's.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Builds the store.
+    pub fn build(self) -> MemoryStore {
+        let total = self.max_sessions.get();
+        let shards = (total / ENTRIES_PER_SHARD).clamp(1, MAX_SHARDS);
+        let per_shard = NonZeroUsize::new(total.div_ceil(shards)).unwrap_or(NonZeroUsize::MIN);
+        MemoryStore {
+            inner: Arc::new(Inner {
+                shards: (0..shards).map(|_| Mutex::new(LruCache::new(per_shard))).collect(),
+                hasher: RandomState::new(),
+                clock: self.clock,
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for MemoryStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStoreBuilder")
+            .field("max_sessions", &self.max_sessions)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_expired(record: &Record, now: SystemTime) -> bool {
+    record.meta.expires_at <= now
+}
+
+/// Drops expired entries from the least recently used end, a few at a time.
+fn sweep_cold_end(shard: &mut LruCache<SessionId, Record>, now: SystemTime) {
+    for _ in 0..SWEEP_PER_WRITE {
+        match shard.peek_lru() {
+            Some((_, record)) if is_expired(record, now) => {
+                shard.pop_lru();
+            }
+            _ => break,
+        }
+    }
+}
+
+/// The live record for `id`, marking it recently used; an expired one is dropped.
+fn live<'a>(
+    shard: &'a mut LruCache<SessionId, Record>,
+    id: &SessionId,
+    now: SystemTime,
+) -> Option<&'a mut Record> {
+    if shard.peek(id).is_some_and(|record| is_expired(record, now)) {
+        shard.pop(id);
+        return None;
+    }
+    shard.get_mut(id)
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create(&self, id: &SessionId, record: &Record) -> Result<CreateOutcome, StoreError> {
+        let now = self.now();
+        let mut shard = self.shard(id);
+        sweep_cold_end(&mut shard, now);
+        if live(&mut shard, id, now).is_some() {
+            return Ok(CreateOutcome::IdTaken);
+        }
+        shard.push(id.clone(), record.clone());
+        Ok(CreateOutcome::Created)
+    }
+
+    async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
+        let mut shard = self.shard(id);
+        Ok(live(&mut shard, id, now).map(|record| record.clone()))
+    }
+
+    async fn update(
+        &self,
+        id: &SessionId,
+        changes: &Changes,
+        meta: &Meta,
+    ) -> Result<WriteOutcome, StoreError> {
+        let now = self.now();
+        let mut shard = self.shard(id);
+        sweep_cold_end(&mut shard, now);
+        Ok(match live(&mut shard, id, now) {
+            Some(record) => {
+                changes.apply(&mut record.data);
+                record.meta = *meta;
+                WriteOutcome::Applied
+            }
+            None => WriteOutcome::NotFound,
+        })
+    }
+
+    async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
+        let now = self.now();
+        let mut shard = self.shard(id);
+        Ok(match live(&mut shard, id, now) {
+            Some(record) => {
+                record.meta = *meta;
+                WriteOutcome::Applied
+            }
+            None => WriteOutcome::NotFound,
+        })
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.shard(id).pop(id);
+        Ok(())
+    }
+
+    async fn delete_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
+        let mut removed = 0;
+        for shard in self.inner.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let expired: Vec<SessionId> = shard
+                .iter()
+                .filter(|(_, record)| is_expired(record, now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &expired {
+                shard.pop(id);
+            }
+            removed += expired.len() as u64;
+        }
+        Ok(removed)
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .inner
+            .shards
+            .iter()
+            .map(|shard| shard.lock().unwrap_or_else(|e| e.into_inner()).len() as u64)
+            .sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn record(now: SystemTime, ttl: u64) -> Record {
+        Record {
+            data: Default::default(),
+            meta: Meta {
+                created_at: now,
+                last_active: now,
+                expires_at: now + Duration::from_secs(ttl),
+                expiry: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn least_recently_used_session_is_evicted_when_full() {
+        let clock = ManualClock::default();
+        let store = MemoryStore::builder().max_sessions(2).clock(clock.clone()).build();
+        let (a, b, c) = (SessionId::from("a"), SessionId::from("b"), SessionId::from("c"));
+        let now = clock.now();
+        store.create(&a, &record(now, 60)).await.unwrap();
+        store.create(&b, &record(now, 60)).await.unwrap();
+        // Reading `a` makes `b` the least recently used.
+        assert!(store.load(&a, now).await.unwrap().is_some());
+        store.create(&c, &record(now, 60)).await.unwrap();
+        assert_eq!(store.count().await.unwrap(), 2);
+        assert!(store.load(&a, now).await.unwrap().is_some());
+        assert!(store.load(&b, now).await.unwrap().is_none());
+        assert!(store.load(&c, now).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn writes_sweep_expired_entries_nobody_reads() {
+        let clock = ManualClock::default();
+        let store = MemoryStore::builder().max_sessions(100).clock(clock.clone()).build();
+        for i in 0..5 {
+            store
+                .create(&SessionId::from(format!("old{i}")), &record(clock.now(), 10))
+                .await
+                .unwrap();
+        }
+        clock.advance(Duration::from_secs(11));
+        store
+            .create(&SessionId::from("new"), &record(clock.now(), 10))
+            .await
+            .unwrap();
+        assert_eq!(store.count().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn delete_expired_removes_only_expired() {
+        let clock = ManualClock::default();
+        let store = MemoryStore::builder().clock(clock.clone()).build();
+        let now = clock.now();
+        store.create(&SessionId::from("short"), &record(now, 10)).await.unwrap();
+        store.create(&SessionId::from("long"), &record(now, 100)).await.unwrap();
+        assert_eq!(store.delete_expired(now + Duration::from_secs(10)).await.unwrap(), 1);
+        assert_eq!(store.count().await.unwrap(), 1);
+        assert!(store.load(&SessionId::from("long"), now).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn update_never_recreates_and_create_never_overwrites() {
+        let clock = ManualClock::default();
+        let store = MemoryStore::builder().clock(clock.clone()).build();
+        let id = SessionId::from("x");
+        let rec = record(clock.now(), 60);
+        let mut changes = Changes::default();
+        changes.set("k", json!(1));
+        assert_eq!(store.update(&id, &changes, &rec.meta).await.unwrap(), WriteOutcome::NotFound);
+        assert_eq!(store.touch(&id, &rec.meta).await.unwrap(), WriteOutcome::NotFound);
+        assert_eq!(store.count().await.unwrap(), 0);
+        assert_eq!(store.create(&id, &rec).await.unwrap(), CreateOutcome::Created);
+        assert_eq!(store.create(&id, &rec).await.unwrap(), CreateOutcome::IdTaken);
+    }
+
+    #[tokio::test]
+    async fn expired_records_are_neither_loaded_nor_updated() {
+        let clock = ManualClock::default();
+        let store = MemoryStore::builder().clock(clock.clone()).build();
+        let id = SessionId::from("x");
+        let rec = record(clock.now(), 10);
+        store.create(&id, &rec).await.unwrap();
+        clock.advance(Duration::from_secs(10));
+        assert!(store.load(&id, clock.now()).await.unwrap().is_none());
+        assert_eq!(store.touch(&id, &rec.meta).await.unwrap(), WriteOutcome::NotFound);
+    }
+
+    #[test]
+    fn large_stores_are_sharded_within_bounds() {
+        let store = MemoryStore::builder().max_sessions(1_000_000).build();
+        assert_eq!(store.inner.shards.len(), MAX_SHARDS);
+        let small = MemoryStore::builder().max_sessions(3).build();
+        assert_eq!(small.inner.shards.len(), 1);
+    }
+}

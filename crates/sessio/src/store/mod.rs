@@ -1,0 +1,192 @@
+//! Where session data lives: the [`SessionStore`] contract and the in-memory store.
+
+mod cleanup;
+mod memory;
+
+use std::collections::BTreeMap;
+use std::error::Error as StdError;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Expiry, SessionId};
+
+pub use cleanup::ExpiredCleanup;
+pub use memory::{MemoryStore, MemoryStoreBuilder};
+
+/// A session's data: string keys to JSON values.
+pub type Data = serde_json::Map<String, Value>;
+
+/// A boxed error from a store's backend.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// A stored session: its data and the timestamps that decide its expiry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The session's key/value data.
+    pub data: Data,
+    /// Timestamps and expiry.
+    pub meta: Meta,
+}
+
+/// When a session was created and last used, and when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// When the session was created. Never changes.
+    pub created_at: SystemTime,
+    /// When the session was last written or touched.
+    pub last_active: SystemTime,
+    /// When the session ends unless used again: a store may drop it from then on.
+    pub expires_at: SystemTime,
+    /// This session's own expiry, if it differs from the layer's default.
+    pub expiry: Option<Expiry>,
+}
+
+/// The keys one request set or removed, to be applied to the stored record as one
+/// atomic step, so that concurrent requests writing different keys all keep their writes.
+///
+/// ```
+/// use serde_json::json;
+/// use sessio::store::{Changes, Data};
+///
+/// let mut changes = Changes::default();
+/// changes.set("cart", json!([1, 2]));
+/// changes.remove("flash");
+///
+/// let mut stored = Data::new();
+/// stored.insert("flash".into(), json!("saved!"));
+/// stored.insert("user".into(), json!(7));
+/// changes.apply(&mut stored);
+/// assert_eq!(serde_json::Value::Object(stored), json!({"cart": [1, 2], "user": 7}));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    cleared: bool,
+    entries: BTreeMap<String, Option<Value>>,
+}
+
+impl Changes {
+    /// Records that `key` is now `value`.
+    pub fn set(&mut self, key: impl Into<String>, value: Value) {
+        self.entries.insert(key.into(), Some(value));
+    }
+
+    /// Records that `key` was removed.
+    pub fn remove(&mut self, key: impl Into<String>) {
+        self.entries.insert(key.into(), None);
+    }
+
+    /// Records that every key was removed; later `set`s still apply.
+    pub fn clear(&mut self) {
+        self.cleared = true;
+        self.entries.clear();
+    }
+
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        !self.cleared && self.entries.is_empty()
+    }
+
+    /// Whether every stored key not set here must go.
+    pub fn clears_all(&self) -> bool {
+        self.cleared
+    }
+
+    /// Each changed key with its new value, or `None` where it was removed.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&Value>)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
+    }
+
+    /// Applies these changes to stored data.
+    pub fn apply(&self, data: &mut Data) {
+        if self.cleared {
+            data.clear();
+        }
+        for (key, value) in &self.entries {
+            match value {
+                Some(value) => data.insert(key.clone(), value.clone()),
+                None => data.remove(key),
+            };
+        }
+    }
+}
+
+/// What [`SessionStore::create`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CreateOutcome {
+    /// The record was stored.
+    Created,
+    /// A session with this id exists already; nothing was written.
+    IdTaken,
+}
+
+/// What [`SessionStore::update`] or [`SessionStore::touch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteOutcome {
+    /// The session was found and written.
+    Applied,
+    /// No such session (destroyed, regenerated or expired); nothing was written.
+    NotFound,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store could not be reached.
+    #[error("session store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// The store did not answer in time.
+    #[error("session store did not answer within {0:?}")]
+    Timeout(Duration),
+    /// A stored record could not be decoded.
+    #[error("stored session could not be decoded")]
+    Decode(#[source] BoxError),
+    /// The store failed in another way.
+    #[error("session store failed")]
+    Backend(#[source] BoxError),
+}
+
+/// Storage for sessions.
+///
+/// The contract every store keeps (and the conformance tests check):
+/// - `create` never overwrites: an existing id gives [`CreateOutcome::IdTaken`].
+/// - `load` returns `None` for a record whose `expires_at` is at or before `now`.
+/// - `update` applies [`Changes`] to the stored data and replaces the [`Meta`] in one
+///   atomic step, and only if the record exists: a destroyed session is never recreated.
+/// - `touch` replaces only the [`Meta`], also only if the record exists.
+/// - `delete_expired` removes records whose `expires_at` is at or before `now`.
+///
+/// Ids reach a store only after their cookie signature was checked.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores a new session unless the id is taken.
+    async fn create(&self, id: &SessionId, record: &Record) -> Result<CreateOutcome, StoreError>;
+
+    /// Loads a session that has not expired at `now`.
+    async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError>;
+
+    /// Applies `changes` and sets `meta`, atomically, if the session exists.
+    async fn update(
+        &self,
+        id: &SessionId,
+        changes: &Changes,
+        meta: &Meta,
+    ) -> Result<WriteOutcome, StoreError>;
+
+    /// Sets `meta` (a new expiry) without rewriting the data, if the session exists.
+    async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError>;
+
+    /// Removes a session; removing a missing one is not an error.
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError>;
+
+    /// Removes every session expired at `now` and returns how many went.
+    async fn delete_expired(&self, now: SystemTime) -> Result<u64, StoreError>;
+
+    /// How many sessions the store holds, expired ones not yet removed included.
+    async fn count(&self) -> Result<u64, StoreError>;
+}
