@@ -468,9 +468,7 @@ impl Session {
             return Ok(None);
         }
         let Some(id) = state.id.clone() else {
-            return Ok(state
-                .cookie_dead
-                .then(|| cookie.clear_cookie(https, now)));
+            return Ok(state.cookie_dead.then(|| cookie.clear_cookie(https, now)));
         };
         let rotated = self
             .inner

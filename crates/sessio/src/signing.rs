@@ -183,7 +183,10 @@ mod tests {
         // before percent-encoding.
         let keys = KeyRing::new_unchecked(&["keyboard cat"]);
         for (id, value) in [
-            ("apple", "s:apple.D8Y+pkTAmeR0PobOhY4G97PRW+j7bUnP/5m6/On1MCU"),
+            (
+                "apple",
+                "s:apple.D8Y+pkTAmeR0PobOhY4G97PRW+j7bUnP/5m6/On1MCU",
+            ),
             ("%", "s:%.kzQ6x52kKVdF35Qh62AWk4ZekS28K5XYCXKa/OTZ01g"),
             ("/foo", "s:/foo.paEKBtAHbV5s1IB8B2zPnzAgYmmnRPIqObW4VRYj/MQ"),
         ] {
@@ -221,7 +224,10 @@ mod tests {
         assert_ne!(rotated.sign(&id), old_cookie);
         assert!(!rotated.verify(&rotated.sign(&id)).unwrap().rotated);
         // Dropping the old secret ends its cookies.
-        assert!(KeyRing::new([SECRET_A]).unwrap().verify(&old_cookie).is_none());
+        assert!(KeyRing::new([SECRET_A])
+            .unwrap()
+            .verify(&old_cookie)
+            .is_none());
     }
 
     #[test]

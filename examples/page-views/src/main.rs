@@ -13,7 +13,9 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use clap::{Parser, ValueEnum};
-use sessio::{ExpiredCleanup, KeyRing, MemoryStore, Session, SessionError, SessionLayer, SystemClock};
+use sessio::{
+    ExpiredCleanup, KeyRing, MemoryStore, Session, SessionError, SessionLayer, SystemClock,
+};
 
 /// Development only: anyone who reads this can forge sessions.
 const DEV_SECRET: &str = "page-views development secret -- do not use in production";
@@ -62,8 +64,7 @@ fn key_ring() -> Result<KeyRing, sessio::SecretError> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
@@ -72,7 +73,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (layer, _cleanup) = match args.store {
         StoreKind::Memory => {
             let store = MemoryStore::new();
-            let cleanup = ExpiredCleanup::spawn(store.clone(), Duration::from_secs(60), SystemClock);
+            let cleanup =
+                ExpiredCleanup::spawn(store.clone(), Duration::from_secs(60), SystemClock);
             (SessionLayer::new(store, keys), cleanup)
         }
     };

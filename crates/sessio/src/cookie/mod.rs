@@ -86,7 +86,9 @@ pub enum CookieConfigError {
     #[error("invalid cookie name {0:?}: use letters, digits and !#$%&'*+-.^_`|~")]
     InvalidName(String),
     /// The path does not start with `/` or holds `;` or a control character.
-    #[error("invalid cookie path {0:?}: it must start with '/' and hold no ';' or control characters")]
+    #[error(
+        "invalid cookie path {0:?}: it must start with '/' and hold no ';' or control characters"
+    )]
     InvalidPath(String),
     /// The domain is empty or holds `;`, whitespace or a control character.
     #[error("invalid cookie domain {0:?}")]
@@ -270,9 +272,17 @@ impl CookieConfig {
 
     /// The `Set-Cookie` value carrying `value` (already signed), for a session that
     /// expires at `expires_at`.
-    pub(crate) fn set_cookie(&self, value: &str, https: bool, expires_at: SystemTime, now: SystemTime) -> String {
+    pub(crate) fn set_cookie(
+        &self,
+        value: &str,
+        https: bool,
+        expires_at: SystemTime,
+        now: SystemTime,
+    ) -> String {
         let max_age = match self.lifetime {
-            CookieLifetime::Persistent => Some(expires_at.duration_since(now).unwrap_or(Duration::ZERO)),
+            CookieLifetime::Persistent => {
+                Some(expires_at.duration_since(now).unwrap_or(Duration::ZERO))
+            }
             CookieLifetime::BrowserSession => None,
         };
         self.render(encode_value(value), https, max_age, now)
@@ -284,7 +294,13 @@ impl CookieConfig {
         self.render(String::new(), https, Some(Duration::ZERO), now)
     }
 
-    fn render(&self, value: String, https: bool, max_age: Option<Duration>, now: SystemTime) -> String {
+    fn render(
+        &self,
+        value: String,
+        https: bool,
+        max_age: Option<Duration>,
+        now: SystemTime,
+    ) -> String {
         let secure = self.is_secure(https);
         let mut builder = cookie::Cookie::build((self.name.as_ref(), value))
             .path(self.path.as_ref())
@@ -352,7 +368,8 @@ mod tests {
     #[test]
     fn renders_secure_defaults() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let header = CookieConfig::default().set_cookie("s:a.b", false, now + Duration::from_secs(60), now);
+        let header =
+            CookieConfig::default().set_cookie("s:a.b", false, now + Duration::from_secs(60), now);
         assert_eq!(
             header,
             "id=s%3Aa.b; HttpOnly; SameSite=Lax; Path=/; Max-Age=60; Expires=Tue, 14 Nov 2023 22:14:20 GMT"

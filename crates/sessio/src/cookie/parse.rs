@@ -54,8 +54,14 @@ where
 fn trim(bytes: &[u8]) -> &[u8] {
     // The cookie module trims JavaScript whitespace; in headers only space and tab occur.
     let is_space = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = bytes.iter().position(|b| !is_space(b)).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !is_space(b)).map_or(start, |e| e + 1);
+    let start = bytes
+        .iter()
+        .position(|b| !is_space(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |e| e + 1);
     &bytes[start..end]
 }
 
@@ -109,8 +115,14 @@ mod tests {
 
     #[test]
     fn first_occurrence_wins_across_headers() {
-        assert_eq!(find(&["sid=first; sid=second"], "sid").as_deref(), Some("first"));
-        assert_eq!(find(&["x=1", "sid=first", "sid=second"], "sid").as_deref(), Some("first"));
+        assert_eq!(
+            find(&["sid=first; sid=second"], "sid").as_deref(),
+            Some("first")
+        );
+        assert_eq!(
+            find(&["x=1", "sid=first", "sid=second"], "sid").as_deref(),
+            Some("first")
+        );
     }
 
     #[test]

@@ -44,7 +44,9 @@ impl ExpiredCleanup {
                 match store.delete_expired(clock.now()).await {
                     Ok(0) => {}
                     Ok(removed) => tracing::debug!(removed, "removed expired sessions"),
-                    Err(error) => tracing::warn!(error = %crate::error::Chain(&error), "expired-session cleanup failed"),
+                    Err(error) => {
+                        tracing::warn!(error = %crate::error::Chain(&error), "expired-session cleanup failed")
+                    }
                 }
             }
         });
@@ -84,8 +86,14 @@ mod tests {
                 expiry: None,
             },
         };
-        store.create(&SessionId::from("a"), &record(5)).await.unwrap();
-        store.create(&SessionId::from("b"), &record(50)).await.unwrap();
+        store
+            .create(&SessionId::from("a"), &record(5))
+            .await
+            .unwrap();
+        store
+            .create(&SessionId::from("b"), &record(50))
+            .await
+            .unwrap();
 
         let cleanup = ExpiredCleanup::spawn(store.clone(), Duration::from_secs(60), clock.clone());
         clock.advance(Duration::from_secs(10));
@@ -95,6 +103,10 @@ mod tests {
         cleanup.stop();
         clock.advance(Duration::from_secs(100));
         tokio::time::sleep(Duration::from_secs(120)).await;
-        assert_eq!(store.count().await.unwrap(), 1, "a stopped task sweeps no more");
+        assert_eq!(
+            store.count().await.unwrap(),
+            1,
+            "a stopped task sweeps no more"
+        );
     }
 }

@@ -118,7 +118,9 @@ impl MemoryStoreBuilder {
         let per_shard = NonZeroUsize::new(total.div_ceil(shards)).unwrap_or(NonZeroUsize::MIN);
         MemoryStore {
             inner: Arc::new(Inner {
-                shards: (0..shards).map(|_| Mutex::new(LruCache::new(per_shard))).collect(),
+                shards: (0..shards)
+                    .map(|_| Mutex::new(LruCache::new(per_shard)))
+                    .collect(),
                 hasher: RandomState::new(),
                 clock: self.clock,
             }),
@@ -266,8 +268,15 @@ mod tests {
     #[tokio::test]
     async fn least_recently_used_session_is_evicted_when_full() {
         let clock = ManualClock::default();
-        let store = MemoryStore::builder().max_sessions(2).clock(clock.clone()).build();
-        let (a, b, c) = (SessionId::from("a"), SessionId::from("b"), SessionId::from("c"));
+        let store = MemoryStore::builder()
+            .max_sessions(2)
+            .clock(clock.clone())
+            .build();
+        let (a, b, c) = (
+            SessionId::from("a"),
+            SessionId::from("b"),
+            SessionId::from("c"),
+        );
         let now = clock.now();
         store.create(&a, &record(now, 60)).await.unwrap();
         store.create(&b, &record(now, 60)).await.unwrap();
@@ -283,10 +292,16 @@ mod tests {
     #[tokio::test]
     async fn writes_sweep_expired_entries_nobody_reads() {
         let clock = ManualClock::default();
-        let store = MemoryStore::builder().max_sessions(100).clock(clock.clone()).build();
+        let store = MemoryStore::builder()
+            .max_sessions(100)
+            .clock(clock.clone())
+            .build();
         for i in 0..5 {
             store
-                .create(&SessionId::from(format!("old{i}")), &record(clock.now(), 10))
+                .create(
+                    &SessionId::from(format!("old{i}")),
+                    &record(clock.now(), 10),
+                )
                 .await
                 .unwrap();
         }
@@ -303,11 +318,27 @@ mod tests {
         let clock = ManualClock::default();
         let store = MemoryStore::builder().clock(clock.clone()).build();
         let now = clock.now();
-        store.create(&SessionId::from("short"), &record(now, 10)).await.unwrap();
-        store.create(&SessionId::from("long"), &record(now, 100)).await.unwrap();
-        assert_eq!(store.delete_expired(now + Duration::from_secs(10)).await.unwrap(), 1);
+        store
+            .create(&SessionId::from("short"), &record(now, 10))
+            .await
+            .unwrap();
+        store
+            .create(&SessionId::from("long"), &record(now, 100))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .delete_expired(now + Duration::from_secs(10))
+                .await
+                .unwrap(),
+            1
+        );
         assert_eq!(store.count().await.unwrap(), 1);
-        assert!(store.load(&SessionId::from("long"), now).await.unwrap().is_some());
+        assert!(store
+            .load(&SessionId::from("long"), now)
+            .await
+            .unwrap()
+            .is_some());
     }
 
     #[tokio::test]
@@ -318,11 +349,23 @@ mod tests {
         let rec = record(clock.now(), 60);
         let mut changes = Changes::default();
         changes.set("k", json!(1));
-        assert_eq!(store.update(&id, &changes, &rec.meta).await.unwrap(), WriteOutcome::NotFound);
-        assert_eq!(store.touch(&id, &rec.meta).await.unwrap(), WriteOutcome::NotFound);
+        assert_eq!(
+            store.update(&id, &changes, &rec.meta).await.unwrap(),
+            WriteOutcome::NotFound
+        );
+        assert_eq!(
+            store.touch(&id, &rec.meta).await.unwrap(),
+            WriteOutcome::NotFound
+        );
         assert_eq!(store.count().await.unwrap(), 0);
-        assert_eq!(store.create(&id, &rec).await.unwrap(), CreateOutcome::Created);
-        assert_eq!(store.create(&id, &rec).await.unwrap(), CreateOutcome::IdTaken);
+        assert_eq!(
+            store.create(&id, &rec).await.unwrap(),
+            CreateOutcome::Created
+        );
+        assert_eq!(
+            store.create(&id, &rec).await.unwrap(),
+            CreateOutcome::IdTaken
+        );
     }
 
     #[tokio::test]
@@ -334,7 +377,10 @@ mod tests {
         store.create(&id, &rec).await.unwrap();
         clock.advance(Duration::from_secs(10));
         assert!(store.load(&id, clock.now()).await.unwrap().is_none());
-        assert_eq!(store.touch(&id, &rec.meta).await.unwrap(), WriteOutcome::NotFound);
+        assert_eq!(
+            store.touch(&id, &rec.meta).await.unwrap(),
+            WriteOutcome::NotFound
+        );
     }
 
     #[test]

@@ -1,0 +1,150 @@
+//! Concurrent requests on one session: nothing lost, nothing resurrected.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::Router;
+use common::*;
+use sessio::{Session, SessionError, SessionLayer};
+use tokio::sync::{Barrier, Notify};
+
+const WRITERS: usize = 32;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_writing_distinct_keys_all_survive() {
+    let App { clock, store, .. } = app(|l| l);
+    // Every handler loads the session, then waits until all have loaded, then writes:
+    // a store that wrote whole records would keep only the last writer's key.
+    let barrier = Arc::new(Barrier::new(WRITERS));
+    let router =
+        Router::new()
+            .route("/", get(page_views))
+            .route(
+                "/write/{key}",
+                post(
+                    |State(barrier): State<Arc<Barrier>>,
+                     session: Session,
+                     Path(key): Path<String>| async move {
+                        let _: Option<u64> = session.get("page_views").await?;
+                        barrier.wait().await;
+                        session.insert(&key, true).await?;
+                        Ok::<_, SessionError>("ok")
+                    },
+                ),
+            )
+            .with_state(barrier)
+            .layer(SessionLayer::new(store.clone(), keys()).with_clock(clock.clone()));
+    let app = App {
+        router,
+        clock,
+        store,
+    };
+    let mut browser = Browser::default();
+    browser.get(&app, "/").await;
+
+    let app = Arc::new(app);
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            let (app, browser) = (app.clone(), browser.clone());
+            tokio::spawn(async move {
+                send(
+                    &app.router,
+                    browser.request("POST", &format!("/write/key{i}")),
+                )
+                .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().status, axum::http::StatusCode::OK);
+    }
+
+    let data = app.store.inner_snapshot(browser.clone()).await;
+    for i in 0..WRITERS {
+        assert_eq!(
+            data.get(&format!("key{i}")),
+            Some(&serde_json::Value::Bool(true)),
+            "key{i} was lost"
+        );
+    }
+    assert_eq!(data.get("page_views"), Some(&serde_json::json!(1)));
+    assert_eq!(app.store.inner_count().await, 1);
+}
+
+/// Runs a handler that loads the session, lets `interfere` run, then writes.
+async fn write_after(interfere: &str) -> (Reply, App) {
+    let App { clock, store, .. } = app(|l| l);
+    let loaded = Arc::new(Notify::new());
+    let go = Arc::new(Notify::new());
+    let router = Router::new()
+        .route("/", get(page_views))
+        .route(
+            "/slow-write",
+            post(|State((loaded, go)): State<(Arc<Notify>, Arc<Notify>)>, session: Session| async move {
+                let _: Option<u64> = session.get("page_views").await?;
+                loaded.notify_one();
+                go.notified().await;
+                session.insert("late", "write").await?;
+                Ok::<_, SessionError>("ok")
+            }),
+        )
+        .route(
+            "/destroy",
+            post(|session: Session| async move {
+                session.destroy().await?;
+                Ok::<_, SessionError>("ok")
+            }),
+        )
+        .route(
+            "/regenerate",
+            post(|session: Session| async move {
+                session.regenerate().await?;
+                Ok::<_, SessionError>("ok")
+            }),
+        )
+        .with_state((loaded.clone(), go.clone()))
+        .layer(SessionLayer::new(store.clone(), keys()).with_clock(clock.clone()));
+    let app = Arc::new(App {
+        router,
+        clock,
+        store,
+    });
+    let mut browser = Browser::default();
+    browser.get(&app, "/").await;
+
+    let slow = {
+        let (app, browser) = (app.clone(), browser.clone());
+        tokio::spawn(async move { send(&app.router, browser.request("POST", "/slow-write")).await })
+    };
+    loaded.notified().await;
+    let mut other_tab = browser.clone();
+    other_tab.post(&app, interfere).await;
+    go.notify_one();
+    let reply = slow.await.unwrap();
+    (reply, Arc::into_inner(app).unwrap())
+}
+
+#[tokio::test]
+async fn a_write_never_resurrects_a_destroyed_session() {
+    let (reply, app) = write_after("/destroy").await;
+    assert_eq!(
+        app.store.inner_count().await,
+        0,
+        "the destroyed session came back"
+    );
+    // The late request tells its browser to drop the dead cookie.
+    assert_eq!(reply.attribute("Max-Age").as_deref(), Some("0"));
+}
+
+#[tokio::test]
+async fn a_write_never_resurrects_the_id_a_regenerate_retired() {
+    let (_, app) = write_after("/regenerate").await;
+    assert_eq!(
+        app.store.inner_count().await,
+        1,
+        "only the regenerated session exists"
+    );
+}
