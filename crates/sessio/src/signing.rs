@@ -198,6 +198,32 @@ mod tests {
     }
 
     #[test]
+    fn express_golden_vectors_as_sent_in_set_cookie() {
+        // The reference table's values, percent-encoded exactly as express-session sends
+        // them, and read back through the Cookie header parser.
+        let keys = KeyRing::new_unchecked(&["keyboard cat"]);
+        for (id, sent) in [
+            (
+                "apple",
+                "s%3Aapple.D8Y%2BpkTAmeR0PobOhY4G97PRW%2Bj7bUnP%2F5m6%2FOn1MCU",
+            ),
+            ("%", "s%3A%25.kzQ6x52kKVdF35Qh62AWk4ZekS28K5XYCXKa%2FOTZ01g"),
+            (
+                "/foo",
+                "s%3A%2Ffoo.paEKBtAHbV5s1IB8B2zPnzAgYmmnRPIqObW4VRYj%2FMQ",
+            ),
+        ] {
+            assert_eq!(
+                crate::cookie::encode_value(&keys.sign(&SessionId::from(id))),
+                sent
+            );
+            let header = format!("connect.sid={sent}");
+            let value = crate::cookie::find_cookie([header.as_bytes()], "connect.sid").unwrap();
+            assert_eq!(keys.verify(&value).unwrap().id.as_str(), id);
+        }
+    }
+
+    #[test]
     fn short_secrets_are_refused() {
         assert_eq!(
             KeyRing::new([SECRET_A, "too short"]).unwrap_err(),

@@ -647,3 +647,37 @@ async fn raw_ids_do_not_appear_in_debug_output() {
     assert!(!format!("{session_id:?}").contains(&id));
     assert!(!Duration::from_secs(1).is_zero());
 }
+
+mod hostile_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
+        // Anything a header value may carry: tab, visible ASCII and obs-text.
+        let byte = prop_oneof![Just(b'\t'), 0x20u8..0x7f, 0x80u8..=0xff];
+        let cookieish = prop::collection::vec(byte, 0..300);
+        let around_name = ("[ ;=\"%A-Za-z0-9.:+/]{0,40}", "[ ;=\"%A-Za-z0-9.:+/]{0,60}")
+            .prop_map(|(a, b)| format!("{a}id={b}").into_bytes());
+        prop_oneof![cookieish, around_name]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #[test]
+        fn any_cookie_header_gets_a_fresh_session(headers in prop::collection::vec(header_bytes(), 1..4)) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let app = app(|l| l);
+                let mut request = Request::get("/");
+                for raw in &headers {
+                    request = request.header(header::COOKIE, axum::http::HeaderValue::from_bytes(raw).unwrap());
+                }
+                let reply = send(&app.router, request.body(Body::empty()).unwrap()).await;
+                prop_assert_eq!(reply.status, StatusCode::OK);
+                prop_assert_eq!(reply.body, WELCOME);
+                prop_assert_eq!(app.store.counts.load.load(Ordering::SeqCst), 0, "an unsigned id reached the store");
+                Ok(())
+            })?;
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! The classic session demo: a page that counts your visits.
+//! Serves the page-views demo.
 //!
 //! ```text
 //! cargo run --release -p page-views -- --addr 127.0.0.1:8080 --store memory
@@ -8,14 +8,11 @@
 //! all verify); without it a fixed development secret is used, with a warning.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::time::Duration;
 
-use axum::routing::get;
-use axum::Router;
 use clap::{Parser, ValueEnum};
-use sessio::{
-    ExpiredCleanup, KeyRing, MemoryStore, Session, SessionError, SessionLayer, SystemClock,
-};
+use sessio::{ExpiredCleanup, KeyRing, MemoryStore, SessionLayer, SystemClock};
 
 /// Development only: anyone who reads this can forge sessions.
 const DEV_SECRET: &str = "page-views development secret -- do not use in production";
@@ -37,16 +34,6 @@ enum StoreKind {
     Memory,
 }
 
-async fn page_views(session: Session) -> Result<String, SessionError> {
-    let views: u64 = session.get("page_views").await?.unwrap_or(0) + 1;
-    session.insert("page_views", views).await?;
-    Ok(if views == 1 {
-        "¡Bienvenido a esta página por primera vez!".to_owned()
-    } else {
-        format!("Has visitado esta página {views} veces")
-    })
-}
-
 fn key_ring() -> Result<KeyRing, sessio::SecretError> {
     match std::env::var("SESSIO_SECRET") {
         Ok(secrets) => KeyRing::new(secrets.split(',').map(str::trim)),
@@ -61,16 +48,24 @@ fn key_ring() -> Result<KeyRing, sessio::SecretError> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = Args::parse();
-    let keys = key_ring()?;
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("page-views: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
-    let (layer, _cleanup) = match args.store {
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let keys = key_ring().map_err(|e| format!("SESSIO_SECRET: {e}"))?;
+    let (sessions, _cleanup) = match args.store {
         StoreKind::Memory => {
             let store = MemoryStore::new();
             let cleanup =
@@ -78,11 +73,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             (SessionLayer::new(store, keys), cleanup)
         }
     };
-    let app = Router::new().route("/", get(page_views)).layer(layer);
-
-    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
+    axum::serve(listener, page_views::app(sessions))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
