@@ -36,6 +36,7 @@
 //! # Features
 //! - `tower` (default): [`SessionLayer`] and [`SessionService`].
 //! - `axum` (default): [`Session`] as an axum extractor, [`SessionError`] as a response.
+//! - `testing`: the store conformance suite, `sessio::testing::check_store`.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -48,6 +49,8 @@ mod policy;
 mod session;
 mod signing;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 #[cfg(feature = "axum")]
 mod extract;

@@ -10,8 +10,13 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use lru::LruCache;
 
-use super::{Changes, CreateOutcome, Meta, Record, SessionStore, StoreError, WriteOutcome};
+use super::{
+    storage_key, Changes, CreateOutcome, Meta, Record, SessionStore, StoreError, WriteOutcome,
+};
 use crate::{Clock, SessionId, SystemClock};
+
+/// Entries are filed under the hash of the id, never the id itself.
+type Key = [u8; 32];
 
 /// Expired entries a write clears from the cold end of its shard before storing.
 const SWEEP_PER_WRITE: usize = 8;
@@ -43,7 +48,7 @@ pub struct MemoryStore {
 }
 
 struct Inner {
-    shards: Box<[Mutex<LruCache<SessionId, Record>>]>,
+    shards: Box<[Mutex<LruCache<Key, Record>>]>,
     hasher: RandomState,
     clock: Arc<dyn Clock>,
 }
@@ -71,9 +76,9 @@ impl MemoryStore {
         }
     }
 
-    fn shard(&self, id: &SessionId) -> MutexGuard<'_, LruCache<SessionId, Record>> {
+    fn shard(&self, key: &Key) -> MutexGuard<'_, LruCache<Key, Record>> {
         let shards = &self.inner.shards;
-        let index = (self.inner.hasher.hash_one(id) as usize) % shards.len();
+        let index = (self.inner.hasher.hash_one(key) as usize) % shards.len();
         // A panic while holding the lock cannot leave a shard half-written: each
         // operation replaces whole entries.
         shards[index].lock().unwrap_or_else(|e| e.into_inner())
@@ -141,7 +146,7 @@ fn is_expired(record: &Record, now: SystemTime) -> bool {
 }
 
 /// Drops expired entries from the least recently used end, a few at a time.
-fn sweep_cold_end(shard: &mut LruCache<SessionId, Record>, now: SystemTime) {
+fn sweep_cold_end(shard: &mut LruCache<Key, Record>, now: SystemTime) {
     for _ in 0..SWEEP_PER_WRITE {
         match shard.peek_lru() {
             Some((_, record)) if is_expired(record, now) => {
@@ -154,33 +159,38 @@ fn sweep_cold_end(shard: &mut LruCache<SessionId, Record>, now: SystemTime) {
 
 /// The live record for `id`, marking it recently used; an expired one is dropped.
 fn live<'a>(
-    shard: &'a mut LruCache<SessionId, Record>,
-    id: &SessionId,
+    shard: &'a mut LruCache<Key, Record>,
+    key: &Key,
     now: SystemTime,
 ) -> Option<&'a mut Record> {
-    if shard.peek(id).is_some_and(|record| is_expired(record, now)) {
-        shard.pop(id);
+    if shard
+        .peek(key)
+        .is_some_and(|record| is_expired(record, now))
+    {
+        shard.pop(key);
         return None;
     }
-    shard.get_mut(id)
+    shard.get_mut(key)
 }
 
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, id: &SessionId, record: &Record) -> Result<CreateOutcome, StoreError> {
         let now = self.now();
-        let mut shard = self.shard(id);
+        let key = storage_key(id);
+        let mut shard = self.shard(&key);
         sweep_cold_end(&mut shard, now);
-        if live(&mut shard, id, now).is_some() {
+        if live(&mut shard, &key, now).is_some() {
             return Ok(CreateOutcome::IdTaken);
         }
-        shard.push(id.clone(), record.clone());
+        shard.push(key, record.clone());
         Ok(CreateOutcome::Created)
     }
 
     async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
-        let mut shard = self.shard(id);
-        Ok(live(&mut shard, id, now).map(|record| record.clone()))
+        let key = storage_key(id);
+        let mut shard = self.shard(&key);
+        Ok(live(&mut shard, &key, now).map(|record| record.clone()))
     }
 
     async fn update(
@@ -190,9 +200,10 @@ impl SessionStore for MemoryStore {
         meta: &Meta,
     ) -> Result<WriteOutcome, StoreError> {
         let now = self.now();
-        let mut shard = self.shard(id);
+        let key = storage_key(id);
+        let mut shard = self.shard(&key);
         sweep_cold_end(&mut shard, now);
-        Ok(match live(&mut shard, id, now) {
+        Ok(match live(&mut shard, &key, now) {
             Some(record) => {
                 changes.apply(&mut record.data);
                 record.meta = *meta;
@@ -204,8 +215,9 @@ impl SessionStore for MemoryStore {
 
     async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
         let now = self.now();
-        let mut shard = self.shard(id);
-        Ok(match live(&mut shard, id, now) {
+        let key = storage_key(id);
+        let mut shard = self.shard(&key);
+        Ok(match live(&mut shard, &key, now) {
             Some(record) => {
                 record.meta = *meta;
                 WriteOutcome::Applied
@@ -215,7 +227,8 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.shard(id).pop(id);
+        let key = storage_key(id);
+        self.shard(&key).pop(&key);
         Ok(())
     }
 
@@ -223,13 +236,13 @@ impl SessionStore for MemoryStore {
         let mut removed = 0;
         for shard in self.inner.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let expired: Vec<SessionId> = shard
+            let expired: Vec<Key> = shard
                 .iter()
                 .filter(|(_, record)| is_expired(record, now))
-                .map(|(id, _)| id.clone())
+                .map(|(key, _)| *key)
                 .collect();
-            for id in &expired {
-                shard.pop(id);
+            for key in &expired {
+                shard.pop(key);
             }
             removed += expired.len() as u64;
         }

@@ -5,6 +5,7 @@ mod memory;
 
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -21,6 +22,76 @@ pub type Data = serde_json::Map<String, Value>;
 
 /// A boxed error from a store's backend.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// The key a store files a session under: the SHA-256 of its id, so that a dump of the
+/// store holds no usable cookie.
+///
+/// ```
+/// use sessio::{store::storage_key, SessionId};
+///
+/// let key = storage_key(&SessionId::from("abc"));
+/// assert_eq!(key.len(), 32);
+/// assert_eq!(key, storage_key(&SessionId::from("abc")));
+/// ```
+pub fn storage_key(id: &SessionId) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(id.as_str().as_bytes()).into()
+}
+
+/// Milliseconds since the Unix epoch (negative before it), as stores keep timestamps.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use sessio::store::{from_unix_millis, unix_millis};
+///
+/// let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+/// assert_eq!(unix_millis(t), 1_700_000_000_123);
+/// assert_eq!(from_unix_millis(unix_millis(t)), t);
+/// ```
+pub fn unix_millis(time: SystemTime) -> i64 {
+    match time.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The inverse of [`unix_millis`].
+pub fn from_unix_millis(millis: i64) -> SystemTime {
+    let magnitude = Duration::from_millis(millis.unsigned_abs());
+    if millis >= 0 {
+        SystemTime::UNIX_EPOCH + magnitude
+    } else {
+        SystemTime::UNIX_EPOCH - magnitude
+    }
+}
+
+/// Runs a store operation with a time limit; past it, [`StoreError::Timeout`].
+///
+/// Every store in this workspace wraps each operation in it, so that a store that hangs
+/// gives the client a 503 instead of a hung request.
+///
+/// ```
+/// use std::time::Duration;
+/// use sessio::store::{with_timeout, StoreError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let slow = async {
+///     tokio::time::sleep(Duration::from_secs(60)).await;
+///     Ok::<_, StoreError>(())
+/// };
+/// let result = with_timeout(Duration::from_millis(10), slow).await;
+/// assert!(matches!(result, Err(StoreError::Timeout(_))));
+/// # }
+/// ```
+pub async fn with_timeout<T>(
+    limit: Duration,
+    operation: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, operation)
+        .await
+        .unwrap_or(Err(StoreError::Timeout(limit)))
+}
 
 /// A stored session: its data and the timestamps that decide its expiry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

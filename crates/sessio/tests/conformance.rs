@@ -1,0 +1,18 @@
+//! The memory store keeps the whole store contract.
+
+use std::sync::OnceLock;
+
+use sessio::testing::check_store;
+use sessio::MemoryStore;
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    let shared = OnceLock::new();
+    check_store(|clock| {
+        let store = shared
+            .get_or_init(|| MemoryStore::builder().clock(clock).build())
+            .clone();
+        async move { store }
+    })
+    .await;
+}
