@@ -5,23 +5,21 @@ mod common;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Router;
 use common::*;
-use sessio::{Session, SessionError, SessionLayer};
+use sessio::{Session, SessionError};
 use tokio::sync::{Barrier, Notify};
 
 const WRITERS: usize = 32;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_writing_distinct_keys_all_survive() {
-    let App { clock, store, .. } = app(|l| l);
     // Every handler loads the session, then waits until all have loaded, then writes:
     // a store that wrote whole records would keep only the last writer's key.
     let barrier = Arc::new(Barrier::new(WRITERS));
-    let router =
+    let writer =
         Router::new()
-            .route("/", get(page_views))
             .route(
                 "/write/{key}",
                 post(
@@ -35,13 +33,8 @@ async fn concurrent_requests_writing_distinct_keys_all_survive() {
                     },
                 ),
             )
-            .with_state(barrier)
-            .layer(SessionLayer::new(store.clone(), keys()).with_clock(clock.clone()));
-    let app = App {
-        router,
-        clock,
-        store,
-    };
+            .with_state(barrier);
+    let app = app_with_routes(writer, |l| l);
     let mut browser = Browser::default();
     browser.get(&app, "/").await;
 
@@ -76,11 +69,9 @@ async fn concurrent_requests_writing_distinct_keys_all_survive() {
 
 /// Runs a handler that loads the session, lets `interfere` run, then writes.
 async fn write_after(interfere: &str) -> (Reply, App) {
-    let App { clock, store, .. } = app(|l| l);
     let loaded = Arc::new(Notify::new());
     let go = Arc::new(Notify::new());
-    let router = Router::new()
-        .route("/", get(page_views))
+    let slow_writer = Router::new()
         .route(
             "/slow-write",
             post(|State((loaded, go)): State<(Arc<Notify>, Arc<Notify>)>, session: Session| async move {
@@ -91,27 +82,8 @@ async fn write_after(interfere: &str) -> (Reply, App) {
                 Ok::<_, SessionError>("ok")
             }),
         )
-        .route(
-            "/destroy",
-            post(|session: Session| async move {
-                session.destroy().await?;
-                Ok::<_, SessionError>("ok")
-            }),
-        )
-        .route(
-            "/regenerate",
-            post(|session: Session| async move {
-                session.regenerate().await?;
-                Ok::<_, SessionError>("ok")
-            }),
-        )
-        .with_state((loaded.clone(), go.clone()))
-        .layer(SessionLayer::new(store.clone(), keys()).with_clock(clock.clone()));
-    let app = Arc::new(App {
-        router,
-        clock,
-        store,
-    });
+        .with_state((loaded.clone(), go.clone()));
+    let app = Arc::new(app_with_routes(slow_writer, |l| l));
     let mut browser = Browser::default();
     browser.get(&app, "/").await;
 

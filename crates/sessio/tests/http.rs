@@ -263,23 +263,15 @@ async fn destroy_removes_the_session_and_clears_the_cookie_with_matching_attribu
 async fn reload_drops_unsaved_changes() {
     use axum::routing::post;
     use sessio::{Session, SessionError};
-    let common::App { clock, store, .. } = app(|l| l);
-    let router = axum::Router::new()
-        .route("/", axum::routing::get(page_views))
-        .route(
-            "/reload",
-            post(|session: Session| async move {
-                session.insert("page_views", 100u64).await?;
-                session.reload().await?;
-                Ok::<_, SessionError>(session.get::<u64>("page_views").await?.unwrap().to_string())
-            }),
-        )
-        .layer(sessio::SessionLayer::new(store.clone(), keys()).with_clock(clock.clone()));
-    let app = common::App {
-        router,
-        clock,
-        store,
-    };
+    let extra = axum::Router::new().route(
+        "/reload",
+        post(|session: Session| async move {
+            session.insert("page_views", 100u64).await?;
+            session.reload().await?;
+            Ok::<_, SessionError>(session.get::<u64>("page_views").await?.unwrap().to_string())
+        }),
+    );
+    let app = app_with_routes(extra, |l| l);
     let mut browser = Browser::default();
     browser.get(&app, "/").await;
     assert_eq!(browser.post(&app, "/reload").await.body, "1");
@@ -293,23 +285,15 @@ async fn reload_drops_unsaved_changes() {
 async fn save_writes_once_and_nothing_more_when_unchanged_after() {
     use axum::routing::post;
     use sessio::{Session, SessionError};
-    let common::App { clock, store, .. } = app(|l| l);
-    let router = axum::Router::new()
-        .route("/", axum::routing::get(page_views))
-        .route(
-            "/save",
-            post(|session: Session| async move {
-                session.insert("k", "v").await?;
-                session.save().await?;
-                Ok::<_, SessionError>("ok")
-            }),
-        )
-        .layer(sessio::SessionLayer::new(store.clone(), keys()).with_clock(clock.clone()));
-    let app = common::App {
-        router,
-        clock,
-        store,
-    };
+    let extra = axum::Router::new().route(
+        "/save",
+        post(|session: Session| async move {
+            session.insert("k", "v").await?;
+            session.save().await?;
+            Ok::<_, SessionError>("ok")
+        }),
+    );
+    let app = app_with_routes(extra, |l| l);
     let mut browser = Browser::default();
     browser.get(&app, "/").await;
     let writes = |app: &common::App| {
@@ -406,8 +390,7 @@ async fn every_cookie_attribute_can_be_set() {
 #[tokio::test]
 async fn sessions_exist_only_under_the_cookie_path() {
     use axum::routing::get;
-    let common::App { clock, store, .. } = app(|l| l);
-    let router = axum::Router::new()
+    let extra = axum::Router::new()
         .route("/admin", get(page_views))
         .route("/admin/x", get(page_views))
         .route(
@@ -420,17 +403,10 @@ async fn sessions_exist_only_under_the_cookie_path() {
                 }
             }),
         )
-        .route("/strict", get(page_views))
-        .layer(
-            sessio::SessionLayer::new(store.clone(), keys())
-                .with_clock(clock.clone())
-                .with_cookie(CookieConfig::default().with_path("/admin").unwrap()),
-        );
-    let app = common::App {
-        router,
-        clock,
-        store,
-    };
+        .route("/strict", get(page_views));
+    let app = app_with_routes(extra, |l| {
+        l.with_cookie(CookieConfig::default().with_path("/admin").unwrap())
+    });
     let mut browser = Browser::default();
     assert_eq!(browser.get(&app, "/admin").await.body, WELCOME);
     assert_eq!(

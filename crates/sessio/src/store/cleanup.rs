@@ -68,7 +68,7 @@ impl Drop for ExpiredCleanup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Meta, Record};
+    use crate::store::memory::tests::record;
     use crate::{ManualClock, MemoryStore, SessionId};
     use std::time::SystemTime;
 
@@ -77,15 +77,7 @@ mod tests {
         let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000));
         let store = MemoryStore::builder().clock(clock.clone()).build();
         let now = clock.now();
-        let record = |ttl| Record {
-            data: Default::default(),
-            meta: Meta {
-                created_at: now,
-                last_active: now,
-                expires_at: now + Duration::from_secs(ttl),
-                expiry: None,
-            },
-        };
+        let record = |ttl| record(now, ttl);
         store
             .create(&SessionId::from("a"), &record(5))
             .await

@@ -260,13 +260,14 @@ impl SessionStore for MemoryStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ManualClock;
     use serde_json::json;
     use std::time::Duration;
 
-    fn record(now: SystemTime, ttl: u64) -> Record {
+    /// An empty record created at `now` that expires `ttl` seconds later.
+    pub(crate) fn record(now: SystemTime, ttl: u64) -> Record {
         Record {
             data: Default::default(),
             meta: Meta {

@@ -265,11 +265,24 @@ pub fn app(configure: impl FnOnce(SessionLayer) -> SessionLayer) -> App {
 }
 
 pub fn app_with_keys(keys: KeyRing, configure: impl FnOnce(SessionLayer) -> SessionLayer) -> App {
+    build(routes(), keys, configure)
+}
+
+/// `extra` routes beside the common ones, behind a configured layer.
+pub fn app_with_routes(extra: Router, configure: impl FnOnce(SessionLayer) -> SessionLayer) -> App {
+    build(routes().merge(extra), keys(), configure)
+}
+
+fn build(
+    router: Router,
+    keys: KeyRing,
+    configure: impl FnOnce(SessionLayer) -> SessionLayer,
+) -> App {
     let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
     let store = CountingStore::new(MemoryStore::builder().clock(clock.clone()).build());
     let layer = configure(SessionLayer::new(store.clone(), keys).with_clock(clock.clone()));
     App {
-        router: routes().layer(layer),
+        router: router.layer(layer),
         clock,
         store,
     }
