@@ -9,10 +9,10 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! // Each call must return a handle (with its own connections, where it has any) onto the
-//! // same, initially empty, storage; the clock is the one expiry is judged by.
+//! // same, initially empty, storage.
 //! let shared = std::sync::OnceLock::new();
-//! check_store(|clock| {
-//!     let store = shared.get_or_init(|| MemoryStore::builder().clock(clock).build()).clone();
+//! check_store(|| {
+//!     let store = shared.get_or_init(MemoryStore::new).clone();
 //!     async move { store }
 //! })
 //! .await;
@@ -38,9 +38,10 @@ use crate::{Clock, Expiry, IdGenerator, ManualClock, RandomIdGenerator, SessionI
 /// missing service is a failure, never a silent skip.
 ///
 /// ```
+/// # std::env::set_var("MY_STORE_TEST_URL", "mystore://127.0.0.1:7000");
 /// if let Some(url) = sessio::testing::service_url("MY_STORE_TEST_URL") {
 ///     // connect to `url` and run the suite
-/// #   let _ = url;
+///     assert_eq!(url, "mystore://127.0.0.1:7000");
 /// }
 /// ```
 pub fn service_url(var: &str) -> Option<String> {
@@ -64,10 +65,12 @@ const WRITERS: usize = 16;
 ///
 /// `make_store` is called more than once: the first call must return an empty store, later
 /// calls further handles onto the same storage (to check atomicity across processes).
+/// The suite moves time on a manual clock of its own and tells the store the time through
+/// the `now` arguments and `meta.last_active`, as the session layer does.
 pub async fn check_store<S, F, Fut>(make_store: F)
 where
     S: SessionStore,
-    F: Fn(ManualClock) -> Fut,
+    F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
     // Now, to the millisecond, so server-side TTLs stay meaningful.
@@ -76,8 +79,8 @@ where
         .expect("clock after 1970")
         .as_millis();
     let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_millis(start as u64));
-    let store = make_store(clock.clone()).await;
-    let other = Arc::new(make_store(clock.clone()).await);
+    let store = make_store().await;
+    let other = Arc::new(make_store().await);
     let suite = Suite { store, clock };
 
     suite.count_starts_at_zero().await;

@@ -177,11 +177,7 @@ impl SessionStore for NeverExpires {
 async fn expiry_is_enforced_even_when_the_store_returns_expired_records() {
     let clock = sessio::ManualClock::default();
     // The memory store's own clock stays behind, so it keeps returning the record.
-    let store = CountingStore::new(
-        sessio::MemoryStore::builder()
-            .clock(sessio::ManualClock::default())
-            .build(),
-    );
+    let store = CountingStore::new(sessio::MemoryStore::new());
     let router = routes().layer(
         SessionLayer::new(NeverExpires(store.clone()), keys())
             .with_clock(clock.clone())

@@ -1,8 +1,12 @@
 //! Serves the page-views demo.
 //!
 //! ```text
-//! cargo run --release -p page-views -- --addr 127.0.0.1:8080 --store memory
+//! cargo run --release -p page-views -- --addr 127.0.0.1:8080 --store sqlite://page-views.db
 //! ```
+//!
+//! `--store` takes `memory`, `sqlite://PATH` (the default: `sqlite://page-views.db`, so the
+//! count survives a restart), `postgres://...`, `redis://...` or
+//! `redis+cluster://HOST:PORT,HOST:PORT,...`.
 //!
 //! The secret comes from `SESSIO_SECRET` (a comma-separated list rotates: the first signs,
 //! all verify); without it a fixed development secret is used, with a warning.
@@ -11,11 +15,17 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
-use sessio::{ExpiredCleanup, KeyRing, MemoryStore, SessionLayer, SystemClock};
+use clap::Parser;
+use sessio::{ExpiredCleanup, KeyRing, MemoryStore, SessionLayer, SessionStore, SystemClock};
+use sessio_postgres::PostgresStore;
+use sessio_redis::RedisStore;
+use sessio_sqlite::SqliteStore;
 
 /// Development only: anyone who reads this can forge sessions.
 const DEV_SECRET: &str = "page-views development secret -- do not use in production";
+
+/// How often expired sessions are swept from stores that do not expire them themselves.
+const CLEANUP_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Parser)]
 #[command(about = "Counts your visits to a page, in a session.")]
@@ -23,15 +33,10 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Where sessions are kept.
-    #[arg(long, value_enum, default_value_t = StoreKind::Memory)]
-    store: StoreKind,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum StoreKind {
-    /// In this process's memory: lost on restart.
-    Memory,
+    /// Where sessions are kept: memory, sqlite://PATH, postgres://..., redis://...,
+    /// redis+cluster://HOST:PORT,HOST:PORT,...
+    #[arg(long, default_value = "sqlite://page-views.db")]
+    store: String,
 }
 
 fn key_ring() -> Result<KeyRing, sessio::SecretError> {
@@ -45,6 +50,44 @@ fn key_ring() -> Result<KeyRing, sessio::SecretError> {
             KeyRing::new([DEV_SECRET])
         }
     }
+}
+
+/// The session layer over `store`, with a sweeper for expired sessions.
+fn swept<S: SessionStore + Clone>(
+    store: S,
+    keys: KeyRing,
+) -> (SessionLayer, Option<ExpiredCleanup>) {
+    let cleanup = ExpiredCleanup::spawn(store.clone(), CLEANUP_EVERY, SystemClock);
+    (SessionLayer::new(store, keys), Some(cleanup))
+}
+
+type Error = Box<dyn std::error::Error>;
+
+async fn sessions(
+    url: &str,
+    keys: KeyRing,
+) -> Result<(SessionLayer, Option<ExpiredCleanup>), Error> {
+    let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
+    Ok(match scheme {
+        "memory" => swept(MemoryStore::new(), keys),
+        "sqlite" => {
+            let store = SqliteStore::connect(url).await?;
+            store.migrate().await?;
+            swept(store, keys)
+        }
+        "postgres" | "postgresql" => {
+            let store = PostgresStore::connect(url).await?;
+            store.migrate().await?;
+            swept(store, keys)
+        }
+        "redis" | "rediss" | "redis+cluster" => {
+            let store = RedisStore::connect_url(url).await?;
+            store.migrate().await?;
+            // Redis expires sessions by itself.
+            (SessionLayer::new(store, keys), None)
+        }
+        _ => return Err(format!("unsupported store {url:?}: use memory, sqlite://PATH, postgres://..., redis://... or redis+cluster://...").into()),
+    })
 }
 
 #[tokio::main]
@@ -63,21 +106,17 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(args: Args) -> Result<(), Error> {
     let keys = key_ring().map_err(|e| format!("SESSIO_SECRET: {e}"))?;
-    let (sessions, _cleanup) = match args.store {
-        StoreKind::Memory => {
-            let store = MemoryStore::new();
-            let cleanup =
-                ExpiredCleanup::spawn(store.clone(), Duration::from_secs(60), SystemClock);
-            (SessionLayer::new(store, keys), cleanup)
-        }
-    };
+    let (layer, _cleanup) = sessions(&args.store, keys)
+        .await
+        // Not the URL itself: it may carry a password.
+        .map_err(|e| format!("session store: {e}"))?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
     tracing::info!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, page_views::app(sessions))
+    axum::serve(listener, page_views::app(layer))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

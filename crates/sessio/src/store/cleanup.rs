@@ -75,7 +75,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn sweeps_on_its_own_until_stopped() {
         let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000));
-        let store = MemoryStore::builder().clock(clock.clone()).build();
+        let store = MemoryStore::new();
         let now = clock.now();
         let record = |ttl| record(now, ttl);
         store

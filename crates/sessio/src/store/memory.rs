@@ -13,7 +13,7 @@ use lru::LruCache;
 use super::{
     storage_key, Changes, CreateOutcome, Meta, Record, SessionStore, StoreError, WriteOutcome,
 };
-use crate::{Clock, SessionId, SystemClock};
+use crate::SessionId;
 
 /// Entries are filed under the hash of the id, never the id itself.
 type Key = [u8; 32];
@@ -50,13 +50,11 @@ pub struct MemoryStore {
 struct Inner {
     shards: Box<[Mutex<LruCache<Key, Record>>]>,
     hasher: RandomState,
-    clock: Arc<dyn Clock>,
 }
 
 /// Configures a [`MemoryStore`].
 pub struct MemoryStoreBuilder {
     max_sessions: NonZeroUsize,
-    clock: Arc<dyn Clock>,
 }
 
 impl MemoryStore {
@@ -72,7 +70,6 @@ impl MemoryStore {
     pub fn builder() -> MemoryStoreBuilder {
         MemoryStoreBuilder {
             max_sessions: NonZeroUsize::new(Self::DEFAULT_MAX_SESSIONS).expect("non-zero"),
-            clock: Arc::new(SystemClock),
         }
     }
 
@@ -82,10 +79,6 @@ impl MemoryStore {
         // A panic while holding the lock cannot leave a shard half-written: each
         // operation replaces whole entries.
         shards[index].lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn now(&self) -> SystemTime {
-        self.inner.clock.now()
     }
 }
 
@@ -110,12 +103,6 @@ impl MemoryStoreBuilder {
         self
     }
 
-    /// The clock deciding what has expired; use the session layer's.
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
     /// Builds the store.
     pub fn build(self) -> MemoryStore {
         let total = self.max_sessions.get();
@@ -127,7 +114,6 @@ impl MemoryStoreBuilder {
                     .map(|_| Mutex::new(LruCache::new(per_shard)))
                     .collect(),
                 hasher: RandomState::new(),
-                clock: self.clock,
             }),
         }
     }
@@ -176,7 +162,7 @@ fn live<'a>(
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, id: &SessionId, record: &Record) -> Result<CreateOutcome, StoreError> {
-        let now = self.now();
+        let now = record.meta.last_active;
         let key = storage_key(id);
         let mut shard = self.shard(&key);
         sweep_cold_end(&mut shard, now);
@@ -199,7 +185,7 @@ impl SessionStore for MemoryStore {
         changes: &Changes,
         meta: &Meta,
     ) -> Result<WriteOutcome, StoreError> {
-        let now = self.now();
+        let now = meta.last_active;
         let key = storage_key(id);
         let mut shard = self.shard(&key);
         sweep_cold_end(&mut shard, now);
@@ -214,7 +200,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
-        let now = self.now();
+        let now = meta.last_active;
         let key = storage_key(id);
         let mut shard = self.shard(&key);
         Ok(match live(&mut shard, &key, now) {
@@ -262,7 +248,7 @@ impl SessionStore for MemoryStore {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::ManualClock;
+    use crate::{Clock, ManualClock};
     use serde_json::json;
     use std::time::Duration;
 
@@ -282,10 +268,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn least_recently_used_session_is_evicted_when_full() {
         let clock = ManualClock::default();
-        let store = MemoryStore::builder()
-            .max_sessions(2)
-            .clock(clock.clone())
-            .build();
+        let store = MemoryStore::builder().max_sessions(2).build();
         let (a, b, c) = (
             SessionId::from("a"),
             SessionId::from("b"),
@@ -306,10 +289,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn writes_sweep_expired_entries_nobody_reads() {
         let clock = ManualClock::default();
-        let store = MemoryStore::builder()
-            .max_sessions(100)
-            .clock(clock.clone())
-            .build();
+        let store = MemoryStore::builder().max_sessions(100).build();
         for i in 0..5 {
             store
                 .create(
@@ -330,7 +310,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn delete_expired_removes_only_expired() {
         let clock = ManualClock::default();
-        let store = MemoryStore::builder().clock(clock.clone()).build();
+        let store = MemoryStore::new();
         let now = clock.now();
         store
             .create(&SessionId::from("short"), &record(now, 10))
@@ -358,7 +338,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn update_never_recreates_and_create_never_overwrites() {
         let clock = ManualClock::default();
-        let store = MemoryStore::builder().clock(clock.clone()).build();
+        let store = MemoryStore::new();
         let id = SessionId::from("x");
         let rec = record(clock.now(), 60);
         let mut changes = Changes::default();
@@ -385,14 +365,16 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn expired_records_are_neither_loaded_nor_updated() {
         let clock = ManualClock::default();
-        let store = MemoryStore::builder().clock(clock.clone()).build();
+        let store = MemoryStore::new();
         let id = SessionId::from("x");
         let rec = record(clock.now(), 10);
         store.create(&id, &rec).await.unwrap();
         clock.advance(Duration::from_secs(10));
         assert!(store.load(&id, clock.now()).await.unwrap().is_none());
+        // Writes judge expiry by the time they carry.
+        let late = record(clock.now(), 60).meta;
         assert_eq!(
-            store.touch(&id, &rec.meta).await.unwrap(),
+            store.touch(&id, &late).await.unwrap(),
             WriteOutcome::NotFound
         );
     }

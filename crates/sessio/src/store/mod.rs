@@ -232,6 +232,11 @@ pub enum StoreError {
 /// - `touch` replaces only the [`Meta`], also only if the record exists.
 /// - `delete_expired` removes records whose `expires_at` is at or before `now`.
 ///
+/// Time comes from the caller, whose clock decides expiry: `load` and `delete_expired` take
+/// `now`, and for `create`, `update` and `touch` the record's `meta.last_active` is the
+/// current time. A store needs no clock of its own (its server's clock may still drop
+/// records through a TTL set from `expires_at`).
+///
 /// Ids reach a store only after their cookie signature was checked.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {

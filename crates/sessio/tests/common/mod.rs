@@ -279,7 +279,7 @@ fn build(
     configure: impl FnOnce(SessionLayer) -> SessionLayer,
 ) -> App {
     let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000));
-    let store = CountingStore::new(MemoryStore::builder().clock(clock.clone()).build());
+    let store = CountingStore::new(MemoryStore::new());
     let layer = configure(SessionLayer::new(store.clone(), keys).with_clock(clock.clone()));
     App {
         router: router.layer(layer),

@@ -1,0 +1,320 @@
+//! The table a store keeps its sessions in: name validation and the SQL built from it.
+
+use std::fmt;
+
+/// The longest table name accepted: PostgreSQL truncates identifiers at 63 bytes, and the
+/// longest name derived from the table's, `{table}_expires_at_idx`, adds 15.
+pub(crate) const MAX_TABLE_LEN: usize = 48;
+/// The longest schema name accepted: PostgreSQL's identifier limit.
+pub(crate) const MAX_SCHEMA_LEN: usize = 63;
+
+/// Why a table name was refused by
+/// [`PostgresStore::with_table_name`](crate::PostgresStore::with_table_name).
+///
+/// A table name is lowercase ASCII letters, digits and underscores, not starting with a
+/// digit, at most 48 characters (so that the migrations table and the index named after
+/// it fit PostgreSQL's 63-byte identifier limit); it may be qualified with a schema
+/// (`schema.table`, the schema named by the same rules, up to 63 characters).
+///
+/// ```
+/// use sessio_postgres::PostgresStore;
+///
+/// # fn demo(store: PostgresStore) {
+/// let error = store.with_table_name("sessions; DROP TABLE users").unwrap_err();
+/// assert_eq!(error.name(), "sessions; DROP TABLE users");
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid table name {name:?}: use lowercase letters, digits and underscores, not \
+     starting with a digit, at most {MAX_TABLE_LEN} characters, optionally as schema.table"
+)]
+pub struct InvalidTableName {
+    name: String,
+}
+
+impl InvalidTableName {
+    /// The refused name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A validated, optionally schema-qualified table name.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct TableName {
+    schema: Option<String>,
+    table: String,
+}
+
+fn is_identifier(part: &str, max_len: usize) -> bool {
+    let mut chars = part.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    part.len() <= max_len
+        && (first.is_ascii_lowercase() || first == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+impl TableName {
+    pub(crate) fn parse(name: &str) -> Result<Self, InvalidTableName> {
+        let invalid = || InvalidTableName {
+            name: name.to_owned(),
+        };
+        let (schema, table) = match name.split_once('.') {
+            Some((schema, table)) => (Some(schema), table),
+            None => (None, name),
+        };
+        if !is_identifier(table, MAX_TABLE_LEN)
+            || schema.is_some_and(|schema| !is_identifier(schema, MAX_SCHEMA_LEN))
+        {
+            return Err(invalid());
+        }
+        Ok(Self {
+            schema: schema.map(str::to_owned),
+            table: table.to_owned(),
+        })
+    }
+
+    /// The schema, if the name has one.
+    pub(crate) fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// The name quoted for SQL, with `suffix` appended to the table part.
+    fn quoted_with_suffix(&self, suffix: &str) -> String {
+        // Validated names hold no quotes, so quoting needs no escaping.
+        match &self.schema {
+            Some(schema) => format!("\"{schema}\".\"{}{suffix}\"", self.table),
+            None => format!("\"{}{suffix}\"", self.table),
+        }
+    }
+
+    /// The table, quoted for SQL.
+    pub(crate) fn quoted(&self) -> String {
+        self.quoted_with_suffix("")
+    }
+
+    /// The migrations table, quoted for SQL.
+    pub(crate) fn migrations_quoted(&self) -> String {
+        self.quoted_with_suffix("_migrations")
+    }
+
+    /// The name of the index on `expires_at` (unqualified: an index lives in its table's
+    /// schema), quoted for SQL.
+    pub(crate) fn expires_index_quoted(&self) -> String {
+        format!("\"{}_expires_at_idx\"", self.table)
+    }
+
+    /// The advisory-lock key that serializes migrations of this table across processes.
+    pub(crate) fn lock_key(&self) -> i64 {
+        lock_key(&format!("sessio-postgres:table:{self}"))
+    }
+
+    /// The advisory-lock key that serializes creating this table's schema, if it has one.
+    pub(crate) fn schema_lock_key(&self) -> Option<i64> {
+        let schema = self.schema.as_ref()?;
+        Some(lock_key(&format!("sessio-postgres:schema:{schema}")))
+    }
+}
+
+/// A 64-bit FNV-1a hash of `label`: stable across versions, processes and platforms.
+fn lock_key(label: &str) -> i64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = label.bytes().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    });
+    // Reinterpreting the bits: the key only needs to be the same everywhere.
+    hash as i64
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.schema {
+            Some(schema) => write!(f, "{schema}.{}", self.table),
+            None => f.write_str(&self.table),
+        }
+    }
+}
+
+impl fmt::Debug for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// SQL for the timestamp that bigint parameter `param` holds as Unix milliseconds.
+///
+/// Exact over the whole range (about ±245,000 years), and independent of the session's
+/// time zone: the whole hours are added as integer microseconds, the rest (under an hour)
+/// as seconds, rounded to the microsecond. (`to_timestamp($1 / 1000.0)` and
+/// `$1 * interval '1 millisecond'` both go through a double and lose microseconds on
+/// large values.)
+fn from_millis(param: &str) -> String {
+    format!(
+        "('epoch'::timestamptz + make_interval(hours => ({param} / 3600000)::int, \
+         secs => ({param} % 3600000)::float8 / 1000))"
+    )
+}
+
+/// SQL for the Unix milliseconds of timestamp column `column`, as bigint.
+fn to_millis(column: &str) -> String {
+    format!("(extract(epoch from {column}) * 1000)::bigint")
+}
+
+/// Every statement a store runs, built once per table name.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub(crate) create: String,
+    pub(crate) load: String,
+    pub(crate) update: String,
+    pub(crate) touch: String,
+    pub(crate) delete: String,
+    pub(crate) delete_expired: String,
+    pub(crate) count: String,
+}
+
+/// Rows `delete_expired` removes per statement.
+pub(crate) const DELETE_BATCH: i64 = 1000;
+
+impl Statements {
+    pub(crate) fn new(table: &TableName) -> Self {
+        let t = table.quoted();
+        Self {
+            // $1 id, $2 data, $3..$5 timestamps, $6..$7 expiry, $8 now. An expired record
+            // under the same key counts as absent and is replaced.
+            create: format!(
+                "INSERT INTO {t} AS t (id, data, created_at, last_active, expires_at, \
+                 idle_timeout_ms, absolute_lifetime_ms) \
+                 VALUES ($1, $2, {created}, {last_active}, {expires_at}, $6, $7) \
+                 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, \
+                 created_at = EXCLUDED.created_at, last_active = EXCLUDED.last_active, \
+                 expires_at = EXCLUDED.expires_at, idle_timeout_ms = EXCLUDED.idle_timeout_ms, \
+                 absolute_lifetime_ms = EXCLUDED.absolute_lifetime_ms \
+                 WHERE t.expires_at <= {now}",
+                created = from_millis("$3"),
+                last_active = from_millis("$4"),
+                expires_at = from_millis("$5"),
+                now = from_millis("$8"),
+            ),
+            // $1 id, $2 now.
+            load: format!(
+                "SELECT data, {created}, {last_active}, {expires_at}, idle_timeout_ms, \
+                 absolute_lifetime_ms FROM {t} WHERE id = $1 AND expires_at > {now}",
+                created = to_millis("created_at"),
+                last_active = to_millis("last_active"),
+                expires_at = to_millis("expires_at"),
+                now = from_millis("$2"),
+            ),
+            // $1 id, $2 clear, $3 removed keys, $4 set keys, $5..$7 timestamps,
+            // $8..$9 expiry, $10 now. One statement: the row lock makes concurrent updates
+            // apply one after the other, each to the data the previous one left.
+            update: format!(
+                "UPDATE {t} SET \
+                 data = (CASE WHEN $2 THEN '{{}}'::jsonb ELSE data END - $3::text[]) || $4::jsonb, \
+                 created_at = {created}, last_active = {last_active}, expires_at = {expires_at}, \
+                 idle_timeout_ms = $8, absolute_lifetime_ms = $9 \
+                 WHERE id = $1 AND expires_at > {now}",
+                created = from_millis("$5"),
+                last_active = from_millis("$6"),
+                expires_at = from_millis("$7"),
+                now = from_millis("$10"),
+            ),
+            // $1 id, $2..$4 timestamps, $5..$6 expiry, $7 now.
+            touch: format!(
+                "UPDATE {t} SET created_at = {created}, last_active = {last_active}, \
+                 expires_at = {expires_at}, idle_timeout_ms = $5, absolute_lifetime_ms = $6 \
+                 WHERE id = $1 AND expires_at > {now}",
+                created = from_millis("$2"),
+                last_active = from_millis("$3"),
+                expires_at = from_millis("$4"),
+                now = from_millis("$7"),
+            ),
+            delete: format!("DELETE FROM {t} WHERE id = $1"),
+            // $1 now, $2 batch size. SKIP LOCKED lets several instances sweep at once
+            // without waiting on each other.
+            delete_expired: format!(
+                "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= {now} \
+                 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                now = from_millis("$1"),
+            ),
+            count: format!("SELECT count(*) FROM {t}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_and_schema_qualified_names() {
+        for name in ["sessions", "sessions_v2", "_s", "app.sessions", "a1.b2"] {
+            assert_eq!(TableName::parse(name).unwrap().to_string(), name);
+        }
+        assert_eq!(
+            TableName::parse("app.sessions").unwrap().quoted(),
+            "\"app\".\"sessions\""
+        );
+        assert_eq!(
+            TableName::parse("app.sessions")
+                .unwrap()
+                .migrations_quoted(),
+            "\"app\".\"sessions_migrations\""
+        );
+        assert_eq!(
+            TableName::parse("sessions").unwrap().expires_index_quoted(),
+            "\"sessions_expires_at_idx\""
+        );
+    }
+
+    #[test]
+    fn refuses_anything_that_is_not_a_plain_identifier() {
+        let too_long = "a".repeat(MAX_TABLE_LEN + 1);
+        let long_schema = format!("{}.t", "s".repeat(MAX_SCHEMA_LEN + 1));
+        for name in [
+            "",
+            "a;drop",
+            "A-b",
+            "Sessions",
+            "1abc",
+            "a b",
+            "a\"b",
+            ".t",
+            "s.",
+            "a.b.c",
+            "é",
+            &too_long,
+            &long_schema,
+        ] {
+            assert!(TableName::parse(name).is_err(), "{name:?} was accepted");
+        }
+        assert!(TableName::parse(&"a".repeat(MAX_TABLE_LEN)).is_ok());
+        assert!(TableName::parse(&format!("{}.t", "s".repeat(MAX_SCHEMA_LEN))).is_ok());
+    }
+
+    #[test]
+    fn derived_names_fit_the_identifier_limit() {
+        let longest = TableName::parse(&"a".repeat(MAX_TABLE_LEN)).unwrap();
+        // Quotes excluded.
+        assert!(longest.migrations_quoted().len() - 2 <= 63);
+        assert!(longest.expires_index_quoted().len() - 2 <= 63);
+    }
+
+    #[test]
+    fn lock_keys_are_stable_and_differ_per_table() {
+        let a = TableName::parse("sessions").unwrap();
+        let b = TableName::parse("app.sessions").unwrap();
+        assert_eq!(
+            a.lock_key(),
+            TableName::parse("sessions").unwrap().lock_key()
+        );
+        assert_ne!(a.lock_key(), b.lock_key());
+        assert_eq!(a.schema_lock_key(), None);
+        assert_ne!(b.schema_lock_key(), Some(b.lock_key()));
+        // FNV-1a's published test vector: the hash must never change between releases.
+        assert_eq!(lock_key("a") as u64, 0xaf63_dc4c_8601_ec8c);
+    }
+}

@@ -1,0 +1,58 @@
+//! Table names are validated before they reach any SQL. No server needed.
+
+use sessio_postgres::PostgresStore;
+use sqlx::postgres::PgPoolOptions;
+
+fn store() -> PostgresStore {
+    // Lazy: nothing connects, so no server is needed.
+    let pool = PgPoolOptions::new()
+        .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+        .expect("a valid URL");
+    PostgresStore::from_pool(pool)
+}
+
+#[tokio::test]
+async fn invalid_table_names_are_refused() {
+    let too_long = "a".repeat(49);
+    let schema_too_long = format!("{}.sessions", "s".repeat(64));
+    for name in [
+        "a;drop",
+        "",
+        "A-b",
+        "1abc",
+        "Sessions",
+        "sessions\"; DROP TABLE users; --",
+        "a b",
+        "app.",
+        ".sessions",
+        "a.b.c",
+        too_long.as_str(),
+        schema_too_long.as_str(),
+    ] {
+        let error = store()
+            .with_table_name(name)
+            .expect_err(&format!("{name:?} was accepted"));
+        assert_eq!(error.name(), name);
+        assert!(error.to_string().contains("invalid table name"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn valid_table_names_are_kept() {
+    let longest = "a".repeat(48);
+    for name in ["sessions_v2", "app.sessions", "_private", longest.as_str()] {
+        let store = store()
+            .with_table_name(name)
+            .unwrap_or_else(|e| panic!("{name:?} was refused: {e}"));
+        assert_eq!(store.table_name(), name);
+    }
+    assert_eq!(store().table_name(), PostgresStore::DEFAULT_TABLE_NAME);
+}
+
+#[tokio::test]
+async fn debug_shows_the_table_name_only() {
+    let store = store().with_table_name("app.sessions").unwrap();
+    let debug = format!("{store:?}");
+    assert_eq!(debug, "PostgresStore { table: \"app.sessions\", .. }");
+    assert!(!debug.contains("nobody"), "{debug}");
+}

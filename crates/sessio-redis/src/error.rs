@@ -1,0 +1,80 @@
+//! The errors of connecting, configuring and migrating a [`RedisStore`](crate::RedisStore).
+
+use std::time::Duration;
+
+use sessio::store::StoreError;
+
+/// Why [`RedisStore::connect`](crate::RedisStore::connect) (or one of its siblings) failed.
+///
+/// No variant's message contains a URL, so logging it never leaks a password.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// A URL is not one the Redis client understands (or names a feature it was built
+    /// without, such as TLS for `rediss://`).
+    #[error("invalid Redis URL")]
+    InvalidUrl(#[source] redis::RedisError),
+    /// A `redis+cluster://` (or `rediss+cluster://`) URL, or the list handed to
+    /// [`RedisStore::connect_cluster`](crate::RedisStore::connect_cluster), names no node.
+    #[error("no Redis Cluster node given")]
+    NoNodes,
+    /// The URL's scheme is none of `redis://`, `rediss://`, `redis+unix://`, `unix://`,
+    /// `redis+cluster://` or `rediss+cluster://`.
+    #[error("unsupported Redis URL scheme {scheme:?}")]
+    UnsupportedScheme {
+        /// The scheme found (the part before `://`).
+        scheme: String,
+    },
+    /// The server (or every cluster node) refused or dropped the connection.
+    #[error("could not connect to Redis")]
+    Unavailable(#[source] redis::RedisError),
+    /// Connecting took longer than allowed.
+    #[error("Redis did not answer within {0:?} while connecting")]
+    Timeout(Duration),
+}
+
+/// Why a key prefix was refused by
+/// [`RedisStore::with_key_prefix`](crate::RedisStore::with_key_prefix).
+///
+/// A prefix is 1 to 64 characters of `A-Z a-z 0-9 : _ . -`: no braces (they would make
+/// Redis Cluster put every session in one hash slot) and no glob characters (the store
+/// scans for its keys with `SCAN MATCH`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidKeyPrefix {
+    /// The prefix is empty.
+    #[error("the Redis key prefix is empty")]
+    Empty,
+    /// The prefix is longer than 64 characters.
+    #[error("the Redis key prefix is {len} characters long; at most 64 are allowed")]
+    TooLong {
+        /// Its length in characters.
+        len: usize,
+    },
+    /// The prefix holds a character outside `A-Z a-z 0-9 : _ . -`.
+    #[error("the Redis key prefix holds {found:?}; only A-Z a-z 0-9 : _ . - are allowed")]
+    InvalidChar {
+        /// The first character not allowed.
+        found: char,
+    },
+}
+
+/// Why [`RedisStore::migrate`](crate::RedisStore::migrate) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MigrateError {
+    /// Redis could not be asked (unreachable, timed out, or it failed).
+    #[error("recording the session layout in Redis failed")]
+    Store(#[source] StoreError),
+    /// The key prefix holds sessions in a layout this version does not know, most likely
+    /// written by a newer version of this crate. Nothing was changed.
+    #[error(
+        "the sessions under this key prefix use layout {found:?}; this version only knows layout {expected:?}"
+    )]
+    UnknownLayout {
+        /// The layout recorded in Redis.
+        found: String,
+        /// The layout this version writes.
+        expected: &'static str,
+    },
+}

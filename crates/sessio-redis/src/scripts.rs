@@ -1,0 +1,102 @@
+//! The Lua scripts behind every write: each touches one key, so each is atomic on a single
+//! server and in a cluster alike (a session's hash lives in one hash slot).
+//!
+//! `redis::Script` sends them with EVALSHA and falls back to loading them on NOSCRIPT.
+
+use std::sync::OnceLock;
+
+use redis::Script;
+
+/// HSET/HDEL with many arguments, 1000 at a time: Lua's `unpack` has a stack limit. Pairs
+/// stay whole because 1000 is even.
+const CHUNKED: &str = r"
+local function chunked(command, key, list, first, last)
+  local i = first
+  while i <= last do
+    local j = math.min(i + 999, last)
+    redis.call(command, key, unpack(list, i, j))
+    i = j + 1
+  end
+end
+";
+
+/// KEYS[1] the session; ARGV[1] now (the new record's last_active, ms); ARGV[2] expires_at
+/// (ms); ARGV[3..] field/value pairs.
+///
+/// Returns 0 when a live session holds the key (one whose `e` is after now, or which has no
+/// readable `e`); otherwise replaces whatever was there and returns 1.
+const CREATE: &str = r"
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 1 then
+  local e = tonumber(redis.call('HGET', key, 'e'))
+  if not e or e > tonumber(ARGV[1]) then
+    return 0
+  end
+  redis.call('DEL', key)
+end
+chunked('HSET', key, ARGV, 3, #ARGV)
+redis.call('PEXPIREAT', key, ARGV[2])
+return 1
+";
+
+/// KEYS[1] the session; ARGV[1] now (the new meta's last_active, ms); ARGV[2] expires_at
+/// (ms); ARGV[3] "1" to remove every data field first; ARGV[4] how many fields to remove
+/// (n); ARGV[5..4+n] those fields; ARGV[5+n..] field/value pairs to set.
+///
+/// Returns 0, writing nothing, unless the session exists and has not expired at now.
+/// Used for `update` and (with no data fields) `touch`.
+const UPDATE: &str = r"
+local key = KEYS[1]
+local e = tonumber(redis.call('HGET', key, 'e'))
+if not e or e <= tonumber(ARGV[1]) then
+  return 0
+end
+if ARGV[3] == '1' then
+  local doomed = {}
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(field, 1, 2) == 'd:' then
+      doomed[#doomed + 1] = field
+    end
+  end
+  chunked('HDEL', key, doomed, 1, #doomed)
+end
+local removed = tonumber(ARGV[4])
+chunked('HDEL', key, ARGV, 5, 4 + removed)
+chunked('HSET', key, ARGV, 5 + removed, #ARGV)
+redis.call('PEXPIREAT', key, ARGV[2])
+return 1
+";
+
+/// KEYS[1] a key found by SCAN; ARGV[1] now (ms). Removes it if it is a session hash whose
+/// `e` is at or before now; returns how many keys went (0 or 1).
+const DELETE_IF_EXPIRED: &str = r"
+local key = KEYS[1]
+if redis.call('TYPE', key).ok ~= 'hash' then
+  return 0
+end
+local e = tonumber(redis.call('HGET', key, 'e'))
+if e and e <= tonumber(ARGV[1]) then
+  redis.call('UNLINK', key)
+  return 1
+end
+return 0
+";
+
+fn with_chunked(body: &str) -> Script {
+    Script::new(&format!("{CHUNKED}{body}"))
+}
+
+pub(crate) fn create() -> &'static Script {
+    static SCRIPT: OnceLock<Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| with_chunked(CREATE))
+}
+
+pub(crate) fn update() -> &'static Script {
+    static SCRIPT: OnceLock<Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| with_chunked(UPDATE))
+}
+
+pub(crate) fn delete_if_expired() -> &'static Script {
+    static SCRIPT: OnceLock<Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| Script::new(DELETE_IF_EXPIRED))
+}

@@ -1,0 +1,532 @@
+//! [`RedisStore`]: the [`SessionStore`] on Redis or Redis Cluster.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
+use sessio::store::{
+    unix_millis, with_timeout, Changes, CreateOutcome, Meta, Record, SessionStore, StoreError,
+    WriteOutcome,
+};
+use sessio::SessionId;
+
+use crate::conn::{store_error, Conn, Node};
+use crate::error::{ConnectError, InvalidKeyPrefix, MigrateError};
+use crate::layout::{
+    self, data_field, decode, layout_key, scan_pattern, session_key, validate_prefix, MetaFields,
+    LAYOUT_VERSION,
+};
+use crate::scripts;
+
+/// Keys asked for per SCAN step, and so the most sessions checked per round trip by
+/// [`SessionStore::delete_expired`].
+const SCAN_BATCH: usize = 1000;
+
+/// Sessions in Redis, on one server or in a Redis Cluster.
+///
+/// Each session is one Redis hash, under the key prefix followed by the base64url of the
+/// SHA-256 of its id (never the id itself), expiring by itself at the session's
+/// `expires_at` (`PEXPIREAT`). Every write is one Lua script on that one key, so it is
+/// atomic on a single server and in a cluster alike: concurrent requests writing different
+/// keys of a session all keep their writes, and a destroyed session is never written back.
+///
+/// The store is a cheap handle: clone it freely; clones share the connection, which
+/// reconnects by itself after Redis restarts or the network drops. Every operation is
+/// bounded by [`with_timeout`](Self::with_timeout) (2 s by default): while Redis is down,
+/// requests get `503 Service Unavailable` promptly instead of hanging.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use sessio_redis::RedisStore;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = RedisStore::connect("redis://127.0.0.1:6379")
+///     .await?
+///     .with_key_prefix("myapp:session:")?
+///     .with_timeout(Duration::from_millis(500));
+/// store.migrate().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Conn,
+    prefix: Arc<str>,
+    timeout: Duration,
+}
+
+impl RedisStore {
+    /// The key prefix used unless [`with_key_prefix`](Self::with_key_prefix) says otherwise.
+    pub const DEFAULT_KEY_PREFIX: &'static str = layout::DEFAULT_PREFIX;
+    /// The limit on each operation unless [`with_timeout`](Self::with_timeout) says otherwise.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// Connects to one Redis server: `redis://[user:password@]host[:port][/db]`,
+    /// `rediss://...` (when the `redis` crate is built with a TLS feature), or
+    /// `redis+unix:///path/to/socket`.
+    ///
+    /// The connection is multiplexed (one TCP connection carries every concurrent request)
+    /// and reconnects by itself when it drops.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sessio_redis::ConnectError> {
+    /// let store = sessio_redis::RedisStore::connect("redis://127.0.0.1:6379").await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        Ok(Self::new(Conn::single(url).await?))
+    }
+
+    /// Connects to a Redis Cluster, given the URLs of one or more of its nodes (the others
+    /// are discovered). Commands go straight to the node serving each session's hash slot,
+    /// following the cluster as slots move and nodes fail over.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sessio_redis::ConnectError> {
+    /// let store = sessio_redis::RedisStore::connect_cluster([
+    ///     "redis://10.0.0.1:6379",
+    ///     "redis://10.0.0.2:6379",
+    ///     "redis://10.0.0.3:6379",
+    /// ])
+    /// .await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_cluster(
+        urls: impl IntoIterator<Item = impl AsRef<str>>,
+    ) -> Result<Self, ConnectError> {
+        let urls = urls
+            .into_iter()
+            .map(|url| url.as_ref().to_owned())
+            .collect();
+        Ok(Self::new(Conn::cluster(urls).await?))
+    }
+
+    /// Connects to whatever one URL names: a single server (`redis://`, `rediss://`,
+    /// `redis+unix://`, `unix://`, as for [`connect`](Self::connect)) or a cluster, as
+    /// `redis+cluster://[user:password@]host1:port1,host2:port2[/...]` (or
+    /// `rediss+cluster://` for TLS) — handy when the URL comes from configuration.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sessio_redis::ConnectError> {
+    /// let url = std::env::var("REDIS_URL")
+    ///     .unwrap_or_else(|_| "redis+cluster://127.0.0.1:7001,127.0.0.1:7002".into());
+    /// let store = sessio_redis::RedisStore::connect_url(&url).await?;
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn connect_url(url: &str) -> Result<Self, ConnectError> {
+        match parse_url(url)? {
+            Target::Single => Self::connect(url).await,
+            Target::Cluster(nodes) => Self::connect_cluster(nodes).await,
+        }
+    }
+
+    fn new(conn: Conn) -> Self {
+        Self {
+            conn,
+            prefix: Arc::from(Self::DEFAULT_KEY_PREFIX),
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Files sessions under keys starting with `prefix` (default `sessio:`), so that
+    /// several applications can share one Redis. 1 to 64 characters of
+    /// `A-Z a-z 0-9 : _ . -`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = sessio_redis::RedisStore::connect("redis://127.0.0.1")
+    ///     .await?
+    ///     .with_key_prefix("shop:sessions:")?;
+    /// assert_eq!(store.key_prefix(), "shop:sessions:");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_key_prefix(mut self, prefix: impl AsRef<str>) -> Result<Self, InvalidKeyPrefix> {
+        let prefix = prefix.as_ref();
+        validate_prefix(prefix)?;
+        self.prefix = Arc::from(prefix);
+        Ok(self)
+    }
+
+    /// Bounds each operation (each round trip, for the scans of
+    /// [`delete_expired`](SessionStore::delete_expired) and [`count`](SessionStore::count))
+    /// to `limit`; past it the operation fails with [`StoreError::Timeout`]. Default 2 s.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sessio_redis::ConnectError> {
+    /// use std::time::Duration;
+    /// let store = sessio_redis::RedisStore::connect("redis://127.0.0.1")
+    ///     .await?
+    ///     .with_timeout(Duration::from_millis(300));
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_timeout(mut self, limit: Duration) -> Self {
+        self.timeout = limit;
+        self
+    }
+
+    /// The prefix of this store's keys.
+    pub fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The limit on each operation.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Records the layout of the sessions under this key prefix (`{prefix}layout` = `1`),
+    /// or checks the one recorded: it refuses to go on, changing nothing, when the prefix
+    /// holds sessions in a layout this version does not know (written by a newer version).
+    ///
+    /// Redis needs no schema, so this is cheap; call it once at startup.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = sessio_redis::RedisStore::connect("redis://127.0.0.1").await?;
+    /// store.migrate().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn migrate(&self) -> Result<(), MigrateError> {
+        let key = layout_key(&self.prefix);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(&key)
+            .arg(LAYOUT_VERSION)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&key);
+        let mut conn = self.conn.clone();
+        let (found,): (Option<String>,) = self
+            .bounded(pipe.query_async(&mut conn))
+            .await
+            .map_err(MigrateError::Store)?;
+        match found {
+            Some(found) if found != LAYOUT_VERSION => Err(MigrateError::UnknownLayout {
+                found,
+                expected: LAYOUT_VERSION,
+            }),
+            // Recorded now, found as expected, or removed meanwhile (nothing to refuse).
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs a Redis operation within the time limit, mapping its errors.
+    async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
+        let limit = self.timeout;
+        with_timeout(limit, async move {
+            operation.await.map_err(|e| store_error(e, limit))
+        })
+        .await
+    }
+
+    /// Runs the update script (also used by `touch`).
+    async fn write(
+        &self,
+        id: &SessionId,
+        changes: Option<&Changes>,
+        meta: &Meta,
+    ) -> Result<WriteOutcome, StoreError> {
+        let key = session_key(&self.prefix, id);
+        let fields = MetaFields::new(meta);
+        let (mut removed, mut set) = (Vec::new(), Vec::new());
+        removed.extend(fields.remove.iter().map(|field| field.to_string()));
+        if let Some(changes) = changes {
+            for (name, value) in changes.iter() {
+                match value {
+                    Some(value) => set.push((data_field(name), value.to_string())),
+                    None => removed.push(data_field(name)),
+                }
+            }
+        }
+        let clears = changes.is_some_and(Changes::clears_all);
+
+        let mut invocation = scripts::update().key(&key);
+        invocation
+            .arg(unix_millis(meta.last_active))
+            .arg(unix_millis(meta.expires_at))
+            .arg(if clears { "1" } else { "0" })
+            .arg(removed.len())
+            .arg(&removed);
+        for (field, value) in &fields.set {
+            invocation.arg(*field).arg(*value);
+        }
+        for (field, value) in &set {
+            invocation.arg(field).arg(value);
+        }
+        let mut conn = self.conn.clone();
+        let applied: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(if applied == 1 {
+            WriteOutcome::Applied
+        } else {
+            WriteOutcome::NotFound
+        })
+    }
+
+    /// Calls `each` with every batch of this prefix's session keys, node by node, and
+    /// adds up what it returns.
+    async fn scan_keys<F, Fut>(&self, mut each: F) -> Result<u64, StoreError>
+    where
+        F: FnMut(Conn, Node, Vec<Vec<u8>>) -> Fut,
+        Fut: Future<Output = Result<u64, StoreError>>,
+    {
+        let pattern = scan_pattern(&self.prefix);
+        let mut conn = self.conn.clone();
+        let nodes = self.bounded(conn.nodes()).await?;
+        let mut total = 0;
+        for node in nodes {
+            let mut cursor = 0;
+            loop {
+                let (next, keys) = self
+                    .bounded(conn.scan(node, cursor, &pattern, SCAN_BATCH))
+                    .await?;
+                if !keys.is_empty() {
+                    total += each(conn.clone(), node, keys).await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(total)
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("mode", &self.conn.mode())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(&self, id: &SessionId, record: &Record) -> Result<CreateOutcome, StoreError> {
+        let key = session_key(&self.prefix, id);
+        let meta = &record.meta;
+        let mut invocation = scripts::create().key(&key);
+        // A session whose expiry is at or before the new one's start is gone.
+        invocation
+            .arg(unix_millis(meta.last_active))
+            .arg(unix_millis(meta.expires_at));
+        for (field, value) in MetaFields::new(meta).set {
+            invocation.arg(field).arg(value);
+        }
+        for (name, value) in &record.data {
+            invocation.arg(data_field(name)).arg(value.to_string());
+        }
+        let mut conn = self.conn.clone();
+        let created: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(if created == 1 {
+            CreateOutcome::Created
+        } else {
+            CreateOutcome::IdTaken
+        })
+    }
+
+    async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
+        let key = session_key(&self.prefix, id);
+        let mut conn = self.conn.clone();
+        let reply: Value = self
+            .bounded(redis::cmd("HGETALL").arg(&key).query_async(&mut conn))
+            .await?;
+        decode(reply, now).map_err(|e| StoreError::Decode(Box::new(e)))
+    }
+
+    async fn update(
+        &self,
+        id: &SessionId,
+        changes: &Changes,
+        meta: &Meta,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.write(id, Some(changes), meta).await
+    }
+
+    async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
+        self.write(id, None, meta).await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        let key = session_key(&self.prefix, id);
+        let mut conn = self.conn.clone();
+        let _removed: i64 = self
+            .bounded(redis::cmd("UNLINK").arg(&key).query_async(&mut conn))
+            .await?;
+        Ok(())
+    }
+
+    /// Redis removes expired sessions by itself (each key expires at the session's
+    /// `expires_at`); this sweeps, by `now`'s clock, whatever it has not removed yet. It
+    /// scans the prefix on every primary, 1000 keys per round trip, and removes each
+    /// expired session with a script that checks its expiry again, so that a session
+    /// touched meanwhile stays.
+    async fn delete_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
+        let now = unix_millis(now);
+        let script = scripts::delete_if_expired();
+        let mut conn = self.conn.clone();
+        // Loaded on every node (in a cluster), so a whole batch can go as one pipeline.
+        self.bounded(script.load_async(&mut conn)).await?;
+        self.scan_keys(|mut conn, node, keys| async move {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("EVALSHA")
+                    .arg(script.get_hash())
+                    .arg(1)
+                    .arg(key)
+                    .arg(now);
+            }
+            let replies = match self.bounded(conn.pipeline_on(node, &pipe)).await {
+                // The node restarted (or flushed its scripts) since the script was loaded.
+                Err(StoreError::Backend(e)) if is_noscript(e.as_ref()) => {
+                    self.bounded(script.load_async(&mut conn)).await?;
+                    self.bounded(conn.pipeline_on(node, &pipe)).await?
+                }
+                other => other?,
+            };
+            Ok(replies
+                .iter()
+                .map(|reply| match reply {
+                    Value::Int(n) => u64::try_from(*n).unwrap_or(0),
+                    _ => 0,
+                })
+                .sum())
+        })
+        .await
+    }
+
+    /// Counts this prefix's session keys on every primary with SCAN, 1000 per round trip.
+    /// Redis drops expired sessions by itself, so this rarely includes any. While Redis
+    /// resizes its key table, SCAN may report a key twice and the count may be high by a
+    /// little.
+    async fn count(&self) -> Result<u64, StoreError> {
+        self.scan_keys(|_, _, keys| {
+            let found = keys.len() as u64;
+            async move { Ok(found) }
+        })
+        .await
+    }
+}
+
+fn is_noscript(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    error
+        .downcast_ref::<RedisError>()
+        .is_some_and(|e| e.kind() == ErrorKind::Server(ServerErrorKind::NoScript))
+}
+
+/// What a URL given to [`RedisStore::connect_url`] names.
+#[derive(Debug, PartialEq)]
+enum Target {
+    Single,
+    Cluster(Vec<String>),
+}
+
+fn parse_url(url: &str) -> Result<Target, ConnectError> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(ConnectError::UnsupportedScheme {
+            scheme: String::new(),
+        });
+    };
+    let node_scheme = match scheme.to_ascii_lowercase().as_str() {
+        "redis" | "rediss" | "redis+unix" | "unix" => return Ok(Target::Single),
+        "redis+cluster" => "redis",
+        "rediss+cluster" => "rediss",
+        _ => {
+            return Err(ConnectError::UnsupportedScheme {
+                scheme: scheme.to_owned(),
+            })
+        }
+    };
+    // `[userinfo@]host:port,host:port[/db][?query]`
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => (Some(userinfo), hosts),
+        None => (None, authority),
+    };
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|host| !host.is_empty())
+        .map(|host| match userinfo {
+            Some(userinfo) => format!("{node_scheme}://{userinfo}@{host}{tail}"),
+            None => format!("{node_scheme}://{host}{tail}"),
+        })
+        .collect();
+    if nodes.is_empty() {
+        return Err(ConnectError::NoNodes);
+    }
+    Ok(Target::Cluster(nodes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_server_urls_are_left_to_the_client() {
+        for url in [
+            "redis://127.0.0.1:6379",
+            "rediss://host",
+            "REDIS://host/2",
+            "redis+unix:///tmp/redis.sock",
+            "unix:///tmp/redis.sock",
+        ] {
+            assert_eq!(parse_url(url).unwrap(), Target::Single, "{url}");
+        }
+    }
+
+    #[test]
+    fn cluster_urls_become_node_urls() {
+        assert_eq!(
+            parse_url("redis+cluster://127.0.0.1:7001,127.0.0.1:7002").unwrap(),
+            Target::Cluster(vec![
+                "redis://127.0.0.1:7001".into(),
+                "redis://127.0.0.1:7002".into()
+            ])
+        );
+        assert_eq!(
+            parse_url("rediss+cluster://user:p%40ss@a:1, b:2/?protocol=resp3").unwrap(),
+            Target::Cluster(vec![
+                "rediss://user:p%40ss@a:1/?protocol=resp3".into(),
+                "rediss://user:p%40ss@b:2/?protocol=resp3".into()
+            ])
+        );
+        assert!(matches!(
+            parse_url("redis+cluster://,"),
+            Err(ConnectError::NoNodes)
+        ));
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused_without_echoing_the_url() {
+        match parse_url("http://user:secret@host") {
+            Err(e @ ConnectError::UnsupportedScheme { .. }) => {
+                assert!(!e.to_string().contains("secret"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_url("127.0.0.1:6379"),
+            Err(ConnectError::UnsupportedScheme { .. })
+        ));
+    }
+}

@@ -1,0 +1,135 @@
+//! The store conformance suite, on one Redis server and on a Redis Cluster. Every handle
+//! the suite asks for opens its own connection, as separate processes would.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::{node_urls, unique_prefix, Cleanup};
+use sessio::testing::{check_store, service_url};
+use sessio::SessionStore;
+use sessio_redis::RedisStore;
+
+/// Far enough ahead that every session of the run has expired by then.
+fn far_future() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(1000 * 86_400)
+}
+
+#[tokio::test]
+async fn standalone_redis_conforms() {
+    let Some(url) = service_url("SESSIO_TEST_REDIS_URL") else {
+        return;
+    };
+    let prefix = unique_prefix();
+    let cleanup = Cleanup::new(vec![url.clone()], &prefix);
+    check_store(|| {
+        let (url, prefix) = (url.clone(), prefix.clone());
+        async move {
+            RedisStore::connect(&url)
+                .await
+                .expect("connect to Redis")
+                .with_key_prefix(&prefix)
+                .expect("valid prefix")
+        }
+    })
+    .await;
+
+    // Everything the suite left expires by the far future, and is swept then.
+    let store = RedisStore::connect(&url)
+        .await
+        .unwrap()
+        .with_key_prefix(&prefix)
+        .unwrap();
+    let left = store.count().await.unwrap();
+    assert_eq!(store.delete_expired(far_future()).await.unwrap(), left);
+    assert_eq!(store.count().await.unwrap(), 0);
+    cleanup.finish();
+}
+
+#[tokio::test]
+async fn redis_cluster_conforms() {
+    let Some(urls) = service_url("SESSIO_TEST_REDIS_CLUSTER_URLS") else {
+        return;
+    };
+    let urls = node_urls(&urls);
+    let prefix = unique_prefix();
+    let cleanup = Cleanup::new(urls.clone(), &prefix);
+    check_store(|| {
+        let (urls, prefix) = (urls.clone(), prefix.clone());
+        async move {
+            RedisStore::connect_cluster(&urls)
+                .await
+                .expect("connect to the Redis Cluster")
+                .with_key_prefix(&prefix)
+                .expect("valid prefix")
+        }
+    })
+    .await;
+
+    let store = RedisStore::connect_cluster(&urls)
+        .await
+        .unwrap()
+        .with_key_prefix(&prefix)
+        .unwrap();
+    let left = store.count().await.unwrap();
+    assert_eq!(store.delete_expired(far_future()).await.unwrap(), left);
+    assert_eq!(store.count().await.unwrap(), 0);
+    cleanup.finish();
+}
+
+/// Sessions spread over every primary, and `count` and `delete_expired` find them all.
+#[tokio::test]
+async fn cluster_scans_reach_every_primary() {
+    let Some(urls) = service_url("SESSIO_TEST_REDIS_CLUSTER_URLS") else {
+        return;
+    };
+    let urls = node_urls(&urls);
+    let prefix = unique_prefix();
+    let cleanup = Cleanup::new(urls.clone(), &prefix);
+    let store = RedisStore::connect_url(&format!(
+        "redis+cluster://{}",
+        urls.iter()
+            .map(|url| url.trim_start_matches("redis://"))
+            .collect::<Vec<_>>()
+            .join(",")
+    ))
+    .await
+    .expect("connect with a redis+cluster:// URL")
+    .with_key_prefix(&prefix)
+    .unwrap();
+    assert!(format!("{store:?}").contains("cluster"));
+    store.migrate().await.unwrap();
+
+    let now = SystemTime::now();
+    let sessions = 60;
+    for i in 0..sessions {
+        let ttl = Duration::from_secs(if i % 3 == 0 { 60 } else { 3600 });
+        let record = sessio::store::Record {
+            data: Default::default(),
+            meta: sessio::store::Meta {
+                created_at: now,
+                last_active: now,
+                expires_at: now + ttl,
+                expiry: None,
+            },
+        };
+        let id = sessio::SessionId::from(format!("cluster-session-{i}"));
+        store.create(&id, &record).await.unwrap();
+    }
+    // Each primary holds some of them.
+    for url in &urls {
+        let on_node = common::keys_with_prefix(std::slice::from_ref(url), &prefix);
+        assert!(
+            on_node.iter().any(|key| !key.ends_with("layout")),
+            "no session on {url}"
+        );
+    }
+    assert_eq!(store.count().await.unwrap(), sessions);
+    let removed = store
+        .delete_expired(now + Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(removed, sessions / 3);
+    assert_eq!(store.count().await.unwrap(), sessions - sessions / 3);
+    cleanup.finish();
+}

@@ -1,0 +1,244 @@
+//! Redis killed and restarted under a running app: requests answer 503 promptly while it
+//! is down, and the same store serves them again once it is back, with every acknowledged
+//! write kept.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use http_body_util::BodyExt;
+use sessio::{KeyRing, Session, SessionError, SessionLayer};
+use sessio_redis::RedisStore;
+use tower::ServiceExt;
+
+const STORE_TIMEOUT: Duration = Duration::from_millis(300);
+/// How long a request may take while Redis is down: the store's limit plus slack for a
+/// loaded machine. Far below what a hung request would take.
+const PROMPT: Duration = Duration::from_secs(2);
+
+/// A `redis-server` child on a loopback port, persisting every write to its own directory
+/// (append-only file, fsync on every write); killed, and its directory removed, on drop.
+struct Server {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn start(port: u16, dir: PathBuf) -> Self {
+        let mut server = Self {
+            port,
+            dir,
+            child: None,
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "yes"])
+            .args(["--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        self.wait_until_up();
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_until_up(&self) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let pong = client
+                .get_connection_with_timeout(Duration::from_millis(200))
+                .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn));
+            if pong.is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not come up: {pong:?}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no shutdown, no final save.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn redis_server_installed() -> bool {
+    Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn page_views(session: Session) -> Result<String, SessionError> {
+    let views: u64 = session.get("page_views").await?.unwrap_or(0) + 1;
+    session.insert("page_views", views).await?;
+    Ok(views.to_string())
+}
+
+struct Reply {
+    status: StatusCode,
+    body: String,
+    set_cookie: Option<String>,
+    took: Duration,
+}
+
+async fn visit(app: &Router, cookie: Option<&str>) -> Reply {
+    let mut request = Request::builder().uri("https://example.com/");
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let started = Instant::now();
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let set_cookie = response
+        .headers()
+        .get(header::SET_COOKIE)
+        .map(|value| value.to_str().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        body: String::from_utf8(body.to_vec()).unwrap(),
+        set_cookie,
+        took: started.elapsed(),
+    }
+}
+
+#[tokio::test]
+async fn redis_killed_and_restarted() {
+    if !redis_server_installed() {
+        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+            panic!("redis-server is not on PATH, and CI=true: this test needs it");
+        }
+        eprintln!("SKIPPED: redis-server is not on PATH");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("sessio-redis-restart-{}", common::random_hex()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut server = Server::start(free_port(), dir);
+
+    let store = RedisStore::connect(&server.url())
+        .await
+        .unwrap()
+        .with_timeout(STORE_TIMEOUT);
+    let keys = KeyRing::new(["a restart-test secret, 32 bytes or more"]).unwrap();
+    let app = Router::new()
+        .route("/", get(page_views))
+        .layer(SessionLayer::new(store, keys));
+
+    // A session, counted up to 3.
+    let first = visit(&app, None).await;
+    assert_eq!((first.status, first.body.as_str()), (StatusCode::OK, "1"));
+    let cookie = first
+        .set_cookie
+        .expect("a new session sets its cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    for expected in ["2", "3"] {
+        let reply = visit(&app, Some(&cookie)).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (StatusCode::OK, expected)
+        );
+    }
+
+    // Redis dies: each request answers 503 promptly, says nothing, sets no cookie.
+    server.kill();
+    for _ in 0..3 {
+        let reply = visit(&app, Some(&cookie)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            reply.body
+        );
+        assert!(reply.took < PROMPT, "a request took {:?}", reply.took);
+        assert!(reply.set_cookie.is_none());
+        let body = reply.body.to_lowercase();
+        for detail in ["redis", "refused", "127.0.0.1", "connection", "timeout"] {
+            assert!(
+                !body.contains(detail),
+                "the body reveals {detail:?}: {body}"
+            );
+        }
+        let fresh = visit(&app, None).await;
+        assert_eq!(fresh.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(fresh.set_cookie.is_none());
+    }
+
+    // Redis comes back on the same port, with its data: the same store (no reconnect by
+    // hand) serves the session again, and the count goes on from 3.
+    server.spawn();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let reply = loop {
+        let reply = visit(&app, Some(&cookie)).await;
+        if reply.status == StatusCode::OK {
+            break reply;
+        }
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            reply.body
+        );
+        assert!(reply.took < PROMPT, "a request took {:?}", reply.took);
+        assert!(
+            Instant::now() < deadline,
+            "the store did not recover within 15 s of Redis restarting"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(reply.body, "4", "acknowledged writes were lost");
+    let reply = visit(&app, Some(&cookie)).await;
+    assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "5"));
+    // The server (and its files) go with `server`, also when an assertion failed above.
+}

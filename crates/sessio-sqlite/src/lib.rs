@@ -1,0 +1,572 @@
+//! A [`SessionStore`] for [`sessio`] that keeps sessions in a SQLite database: one
+//! file that every process on the machine shares, with nothing else to run.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use axum::{routing::get, Router};
+//! use sessio::{ExpiredCleanup, KeyRing, Session, SessionError, SessionLayer, SystemClock};
+//! use sessio_sqlite::SqliteStore;
+//!
+//! async fn handler(session: Session) -> Result<String, SessionError> {
+//!     let views: u32 = session.get("page_views").await?.unwrap_or(0) + 1;
+//!     session.insert("page_views", views).await?;
+//!     Ok(format!("{views} views"))
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("sessions.db");
+//! # let path = path.display();
+//! // The file is created if it does not exist.
+//! let store = SqliteStore::connect(&format!("sqlite://{path}"))
+//!     .await?
+//!     .with_timeout(Duration::from_secs(1));
+//! // Creates or upgrades the table; safe to run at every start, from every process.
+//! store.migrate().await?;
+//!
+//! let keys = KeyRing::new([std::env::var("SESSION_SECRET").unwrap_or_else(|_| "x".repeat(32))])?;
+//! let app: Router = Router::new()
+//!     .route("/", get(handler))
+//!     .layer(SessionLayer::new(store.clone(), keys));
+//! // Removes sessions nobody came back for, every ten minutes.
+//! let cleanup = ExpiredCleanup::spawn(store, Duration::from_secs(600), SystemClock);
+//! // ... serve `app` ...
+//! # let _ = app;
+//! cleanup.stop();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Schema
+//!
+//! [`SqliteStore::migrate`] creates a table (`sessio_sessions` unless
+//! [`with_table_name`](SqliteStore::with_table_name) says otherwise) with real columns, so
+//! that operators can query it:
+//!
+//! | column                 | type              | holds                                                         |
+//! |------------------------|-------------------|---------------------------------------------------------------|
+//! | `id`                   | `BLOB PRIMARY KEY`| SHA-256 of the session id ([`storage_key`]), never the id     |
+//! | `data`                 | `TEXT NOT NULL`   | the session's data, a JSON object                             |
+//! | `created_at`           | `INTEGER NOT NULL`| Unix milliseconds                                             |
+//! | `last_active`          | `INTEGER NOT NULL`| Unix milliseconds                                             |
+//! | `expires_at`           | `INTEGER NOT NULL`| Unix milliseconds; indexed, for the expired-session sweep     |
+//! | `idle_timeout_ms`      | `INTEGER`         | the session's own idle timeout, when it has its own [`Expiry`] |
+//! | `absolute_lifetime_ms` | `INTEGER`         | the session's own absolute lifetime, likewise                 |
+//!
+//! Migrations are versioned: the table `{table}_migrations(version, applied_at)` records
+//! which were applied. Each runs once, in its own write transaction.
+//!
+//! # How updates stay atomic
+//!
+//! [`SessionStore::update`] must apply only the keys a request changed, so that two
+//! requests (in any processes) writing different keys both keep their writes. This store
+//! does it in a write transaction started with `BEGIN IMMEDIATE`: it reads the stored
+//! JSON, applies the [`Changes`] in Rust and writes the result
+//! back. `BEGIN IMMEDIATE` takes SQLite's write lock before the read, so no other writer
+//! can slip in between, and waiting for the lock goes through SQLite's busy timeout
+//! (a plain `BEGIN` that upgrades from read to write fails at once with `SQLITE_BUSY`
+//! instead when another process wrote meanwhile).
+//!
+//! The alternative, one `UPDATE` built from SQLite's JSON functions, was rejected because
+//! it is not correct for every key: `json_patch` merges nested objects instead of
+//! replacing a value, and `json_set`/`json_remove` address keys through JSON paths, in
+//! which a key containing `"` cannot be written at all. SQLite runs one writer at a time
+//! anyway, so the transaction costs no concurrency. An update that clears every key needs
+//! no read, and is a single `UPDATE`.
+//!
+//! # Time
+//!
+//! Which sessions have expired is decided by the caller's time: the `now` that `load` and
+//! `delete_expired` are given, and the `last_active` of the meta that `create`, `update` and
+//! `touch` write. Every operation is limited to
+//! [`DEFAULT_TIMEOUT`](SqliteStore::DEFAULT_TIMEOUT) (see
+//! [`with_timeout`](SqliteStore::with_timeout)); past it, the request gets
+//! [`StoreError::Timeout`] (a `503`) instead of hanging on a locked database.
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod error;
+mod migrate;
+mod sql;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sessio::store::{
+    from_unix_millis, storage_key, unix_millis, with_timeout, Changes, CreateOutcome, Data, Meta,
+    Record, SessionStore, StoreError, WriteOutcome,
+};
+use sessio::{Expiry, SessionId};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+
+pub use error::{ConnectError, InvalidTableName, MigrateError};
+
+use error::{store_error, DecodeError};
+use sql::{Sql, TableName};
+
+/// Rows removed per statement by [`SessionStore::delete_expired`].
+const DELETE_BATCH: i64 = 1000;
+
+/// Sessions in a SQLite database, shared by every process that opens the same file.
+///
+/// Cloning is cheap: clones share the connection pool.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use sessio_sqlite::SqliteStore;
+///
+/// let store = SqliteStore::connect("sqlite::memory:")
+///     .await?
+///     .with_table_name("web_sessions")?
+///     .with_timeout(Duration::from_millis(500));
+/// store.migrate().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    sql: Arc<Sql>,
+    timeout: Duration,
+}
+
+impl SqliteStore {
+    /// The table name used unless [`with_table_name`](Self::with_table_name) says otherwise.
+    pub const DEFAULT_TABLE_NAME: &'static str = "sessio_sessions";
+
+    /// The limit on each operation unless [`with_timeout`](Self::with_timeout) says otherwise.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// How long a connection waits for another process's write lock before giving up.
+    pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Opens a pool onto the database at `url`, creating the file if it is missing.
+    ///
+    /// `url` is a sqlx SQLite URL: `sqlite://PATH` (relative to the working directory, or
+    /// `sqlite:///absolute/path`), optionally with `?mode=ro|rw|rwc` (the default here is
+    /// `rwc`: create if missing). `sqlite::memory:` gives a database that lives as long as
+    /// the pool, shared by its connections but by no other process: for tests only.
+    ///
+    /// Every connection uses WAL journaling (readers do not block the writer),
+    /// `synchronous = NORMAL` (durable across application crashes, the usual setting with
+    /// WAL) and a [`BUSY_TIMEOUT`](Self::BUSY_TIMEOUT) wait for locks.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use sessio_sqlite::{ConnectError, SqliteStore};
+    ///
+    /// let error = SqliteStore::connect("postgres://localhost/db").await.unwrap_err();
+    /// assert!(matches!(error, ConnectError::NotSqlite));
+    /// # }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
+        // sqlx reads anything without the scheme as a file name.
+        if !url.starts_with("sqlite:") {
+            return Err(ConnectError::NotSqlite);
+        }
+        let mut options = SqliteConnectOptions::from_str(url).map_err(ConnectError::InvalidUrl)?;
+        let query = url.split_once('?').map_or("", |(_, query)| query);
+        if !query.split('&').any(|pair| pair.starts_with("mode=")) {
+            options = options.create_if_missing(true);
+        }
+        let options = options
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Self::BUSY_TIMEOUT);
+        let mut pool = SqlitePoolOptions::new();
+        if is_in_memory(url) {
+            // The database lives only while a connection to it is open: keep one open.
+            pool = pool
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        }
+        let pool = pool
+            .connect_with(options)
+            .await
+            .map_err(ConnectError::Connect)?;
+        Ok(Self::from_pool(pool))
+    }
+
+    /// A store using an existing pool, with default settings.
+    ///
+    /// The pool's connections should have a busy timeout (sqlx's default is 5 s) and, for
+    /// several processes, WAL journaling, as [`connect`](Self::connect) sets up.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sessio_sqlite::SqliteStore;
+    ///
+    /// let pool = sqlx::SqlitePool::connect("sqlite::memory:").await?;
+    /// let store = SqliteStore::from_pool(pool);
+    /// assert_eq!(store.table_name(), "sessio_sessions");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        Self {
+            pool,
+            sql: Arc::new(Sql::new(TableName::default())),
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Keeps sessions in the table `name` (and its migrations in `{name}_migrations`).
+    ///
+    /// The name must be 1 to 63 ASCII letters, digits and underscores, not starting with
+    /// a digit.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sessio_sqlite::SqliteStore;
+    ///
+    /// let store = SqliteStore::connect("sqlite::memory:").await?;
+    /// assert!(store.clone().with_table_name("sessions; DROP TABLE users").is_err());
+    /// let store = store.with_table_name("sessions_v2")?;
+    /// assert_eq!(store.table_name(), "sessions_v2");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_table_name(mut self, name: &str) -> Result<Self, InvalidTableName> {
+        self.sql = Arc::new(Sql::new(TableName::new(name)?));
+        Ok(self)
+    }
+
+    /// Limits every operation to `limit`; past it, the operation fails with
+    /// [`StoreError::Timeout`]. For [`SessionStore::delete_expired`] the limit applies to
+    /// each batch of rows.
+    pub fn with_timeout(mut self, limit: Duration) -> Self {
+        self.timeout = limit;
+        self
+    }
+
+    /// The table sessions are kept in.
+    pub fn table_name(&self) -> &str {
+        self.sql.table.as_str()
+    }
+
+    /// The connection pool, for health checks or to close it.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("table", &self.table_name())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// Milliseconds of a duration, as a column holds them.
+fn duration_millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The meta columns, in the order every statement binds them.
+struct MetaColumns {
+    created_at: i64,
+    last_active: i64,
+    expires_at: i64,
+    idle_timeout_ms: Option<i64>,
+    absolute_lifetime_ms: Option<i64>,
+}
+
+impl From<&Meta> for MetaColumns {
+    fn from(meta: &Meta) -> Self {
+        Self {
+            created_at: unix_millis(meta.created_at),
+            last_active: unix_millis(meta.last_active),
+            expires_at: unix_millis(meta.expires_at),
+            idle_timeout_ms: meta.expiry.map(|e| duration_millis(e.idle_timeout())),
+            absolute_lifetime_ms: meta.expiry.map(|e| duration_millis(e.absolute_lifetime())),
+        }
+    }
+}
+
+fn encode_data(data: &Data) -> Result<String, StoreError> {
+    serde_json::to_string(data).map_err(|e| StoreError::Backend(e.into()))
+}
+
+fn decode_data(text: &str) -> Result<Data, StoreError> {
+    // Parsed as any value first: serde's "invalid type" messages would quote the data.
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(data)) => Ok(data),
+        Ok(_) => Err(StoreError::Decode(DecodeError::NotAnObject.into())),
+        Err(error) => Err(StoreError::Decode(DecodeError::Json(error).into())),
+    }
+}
+
+fn decode_millis(row: &SqliteRow, column: &'static str) -> Result<Option<Duration>, StoreError> {
+    match row.try_get::<Option<i64>, _>(column).map_err(store_error)? {
+        None => Ok(None),
+        Some(millis) => u64::try_from(millis)
+            .map(|millis| Some(Duration::from_millis(millis)))
+            .map_err(|_| StoreError::Decode(DecodeError::NegativeDuration { column }.into())),
+    }
+}
+
+fn decode_record(row: &SqliteRow) -> Result<Record, StoreError> {
+    let time = |column: &str| -> Result<SystemTime, StoreError> {
+        Ok(from_unix_millis(row.try_get(column).map_err(store_error)?))
+    };
+    let expiry = match (
+        decode_millis(row, "idle_timeout_ms")?,
+        decode_millis(row, "absolute_lifetime_ms")?,
+    ) {
+        (Some(idle), Some(absolute)) => Some(Expiry::new(idle, absolute)),
+        (None, None) => None,
+        _ => return Err(StoreError::Decode(DecodeError::HalfExpiry.into())),
+    };
+    let data: String = row.try_get("data").map_err(store_error)?;
+    Ok(Record {
+        data: decode_data(&data)?,
+        meta: Meta {
+            created_at: time("created_at")?,
+            last_active: time("last_active")?,
+            expires_at: time("expires_at")?,
+            expiry,
+        },
+    })
+}
+
+fn write_outcome(rows_affected: u64) -> WriteOutcome {
+    if rows_affected == 0 {
+        WriteOutcome::NotFound
+    } else {
+        WriteOutcome::Applied
+    }
+}
+
+impl SqliteStore {
+    /// Replaces the meta of a live session.
+    async fn touch_now(
+        &self,
+        key: &[u8; 32],
+        meta: &Meta,
+        now: i64,
+    ) -> Result<WriteOutcome, StoreError> {
+        let meta = MetaColumns::from(meta);
+        let done = sqlx::query(&self.sql.touch)
+            .bind(meta.created_at)
+            .bind(meta.last_active)
+            .bind(meta.expires_at)
+            .bind(meta.idle_timeout_ms)
+            .bind(meta.absolute_lifetime_ms)
+            .bind(&key[..])
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(write_outcome(done.rows_affected()))
+    }
+
+    /// Replaces data and meta of a live session in one statement.
+    async fn replace(
+        &self,
+        key: &[u8; 32],
+        data: &Data,
+        meta: &Meta,
+        now: i64,
+    ) -> Result<WriteOutcome, StoreError> {
+        let data = encode_data(data)?;
+        let meta = MetaColumns::from(meta);
+        let done = sqlx::query(&self.sql.replace)
+            .bind(data)
+            .bind(meta.created_at)
+            .bind(meta.last_active)
+            .bind(meta.expires_at)
+            .bind(meta.idle_timeout_ms)
+            .bind(meta.absolute_lifetime_ms)
+            .bind(&key[..])
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(write_outcome(done.rows_affected()))
+    }
+
+    /// Reads, changes and writes back a live session's data inside one write transaction.
+    async fn read_modify_write(
+        &self,
+        key: &[u8; 32],
+        changes: &Changes,
+        meta: &Meta,
+        now: i64,
+    ) -> Result<WriteOutcome, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(store_error)?;
+        let stored: Option<String> = sqlx::query_scalar(&self.sql.select_data)
+            .bind(&key[..])
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let Some(stored) = stored else {
+            tx.rollback().await.map_err(store_error)?;
+            return Ok(WriteOutcome::NotFound);
+        };
+        let mut data = decode_data(&stored)?;
+        changes.apply(&mut data);
+        let data = encode_data(&data)?;
+        let meta = MetaColumns::from(meta);
+        sqlx::query(&self.sql.replace)
+            .bind(data)
+            .bind(meta.created_at)
+            .bind(meta.last_active)
+            .bind(meta.expires_at)
+            .bind(meta.idle_timeout_ms)
+            .bind(meta.absolute_lifetime_ms)
+            .bind(&key[..])
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(WriteOutcome::Applied)
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create(&self, id: &SessionId, record: &Record) -> Result<CreateOutcome, StoreError> {
+        let key = storage_key(id);
+        let now = unix_millis(record.meta.last_active);
+        with_timeout(self.timeout, async {
+            let data = encode_data(&record.data)?;
+            let meta = MetaColumns::from(&record.meta);
+            let done = sqlx::query(&self.sql.insert)
+                .bind(&key[..])
+                .bind(data)
+                .bind(meta.created_at)
+                .bind(meta.last_active)
+                .bind(meta.expires_at)
+                .bind(meta.idle_timeout_ms)
+                .bind(meta.absolute_lifetime_ms)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(store_error)?;
+            Ok(if done.rows_affected() == 0 {
+                CreateOutcome::IdTaken
+            } else {
+                CreateOutcome::Created
+            })
+        })
+        .await
+    }
+
+    async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
+        let key = storage_key(id);
+        with_timeout(self.timeout, async {
+            let row = sqlx::query(&self.sql.select)
+                .bind(&key[..])
+                .bind(unix_millis(now))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+            row.as_ref().map(decode_record).transpose()
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        id: &SessionId,
+        changes: &Changes,
+        meta: &Meta,
+    ) -> Result<WriteOutcome, StoreError> {
+        let key = storage_key(id);
+        let now = unix_millis(meta.last_active);
+        with_timeout(self.timeout, async {
+            if changes.is_empty() {
+                self.touch_now(&key, meta, now).await
+            } else if changes.clears_all() {
+                // The new data does not depend on the stored data: no read needed.
+                let mut data = Data::new();
+                changes.apply(&mut data);
+                self.replace(&key, &data, meta, now).await
+            } else {
+                self.read_modify_write(&key, changes, meta, now).await
+            }
+        })
+        .await
+    }
+
+    async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
+        let key = storage_key(id);
+        let now = unix_millis(meta.last_active);
+        with_timeout(self.timeout, self.touch_now(&key, meta, now)).await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
+        let key = storage_key(id);
+        with_timeout(self.timeout, async {
+            sqlx::query(&self.sql.delete)
+                .bind(&key[..])
+                .execute(&self.pool)
+                .await
+                .map_err(store_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
+        let now = unix_millis(now);
+        let mut removed = 0;
+        loop {
+            let batch = with_timeout(self.timeout, async {
+                let done = sqlx::query(&self.sql.delete_expired)
+                    .bind(now)
+                    .bind(DELETE_BATCH)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(store_error)?;
+                Ok(done.rows_affected())
+            })
+            .await?;
+            removed += batch;
+            if batch < DELETE_BATCH as u64 {
+                return Ok(removed);
+            }
+        }
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        with_timeout(self.timeout, async {
+            let count: i64 = sqlx::query_scalar(&self.sql.count)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_error)?;
+            // COUNT(*) is never negative.
+            Ok(count.unsigned_abs())
+        })
+        .await
+    }
+}
