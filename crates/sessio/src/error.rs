@@ -32,6 +32,13 @@ pub enum SessionError {
         /// How many ids were tried.
         attempts: u32,
     },
+    /// The key is reserved: in express-session compatibility, `cookie` holds express's
+    /// cookie object.
+    #[error("session key {key:?} is reserved in express-session compatibility")]
+    ReservedKey {
+        /// The key.
+        key: String,
+    },
     /// A value could not be turned into JSON.
     #[error("session value {key:?} could not be serialized")]
     Serialize {

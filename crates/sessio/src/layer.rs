@@ -17,8 +17,9 @@ use crate::error::Chain;
 use crate::policy::Settings;
 use crate::store::SessionStore;
 use crate::{
-    Clock, CookieConfig, CookieRefresh, Expiry, IdGenerator, KeyRing, NewSessions, OnServerError,
-    RandomIdGenerator, Session, SessionError, SystemClock, TrustProxy, UnchangedSessions,
+    Clock, Compatibility, CookieConfig, CookieRefresh, Expiry, IdGenerator, KeyRing, NewSessions,
+    OnServerError, RandomIdGenerator, Session, SessionError, SystemClock, TrustProxy,
+    UnchangedSessions,
 };
 
 /// Adds a [`Session`] to every request under the cookie path, and writes it back before
@@ -58,6 +59,7 @@ impl SessionLayer {
                 cookie_refresh: CookieRefresh::default(),
                 unchanged: UnchangedSessions::default(),
                 on_server_error: OnServerError::default(),
+                compatibility: Compatibility::default(),
             }),
         }
     }
@@ -69,7 +71,40 @@ impl SessionLayer {
 
     /// Sets the cookie's name and attributes.
     pub fn with_cookie(self, cookie: CookieConfig) -> Self {
-        self.set(|s| s.cookie = cookie)
+        self.set(|s| {
+            s.cookie = cookie;
+            s.cookie.express_format = s.compatibility == Compatibility::ExpressSession;
+        })
+    }
+
+    /// Shares sessions with another implementation; see [`Compatibility`]. For
+    /// express-session this also names the cookie `connect.sid` (a later
+    /// [`with_cookie`](Self::with_cookie) can rename it).
+    ///
+    /// ```
+    /// use sessio::{Compatibility, KeyRing, MemoryStore, SessionLayer};
+    ///
+    /// # fn main() -> Result<(), sessio::SecretError> {
+    /// let keys = KeyRing::new(["the secret the Node app uses, 32+ bytes"])?;
+    /// let layer = SessionLayer::new(MemoryStore::new(), keys)
+    ///     .with_compatibility(Compatibility::ExpressSession);
+    /// # let _ = layer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_compatibility(self, compatibility: Compatibility) -> Self {
+        self.set(|s| {
+            s.compatibility = compatibility;
+            let express = compatibility == Compatibility::ExpressSession;
+            if express {
+                s.cookie = s
+                    .cookie
+                    .clone()
+                    .with_name("connect.sid")
+                    .expect("connect.sid is a valid cookie name");
+            }
+            s.cookie.express_format = express;
+        })
     }
 
     /// Sets the default idle timeout and absolute lifetime.

@@ -44,6 +44,7 @@
 mod cookie;
 mod error;
 mod expiry;
+pub mod express;
 mod id;
 mod policy;
 mod session;
@@ -63,7 +64,7 @@ pub use cookie::{
 pub use error::SessionError;
 pub use expiry::{Clock, Expiry, ManualClock, SystemClock};
 pub use id::{IdGenerator, RandomIdGenerator, SessionId};
-pub use policy::{CookieRefresh, NewSessions, OnServerError, UnchangedSessions};
+pub use policy::{Compatibility, CookieRefresh, NewSessions, OnServerError, UnchangedSessions};
 pub use session::Session;
 pub use signing::{KeyRing, SecretError};
 pub use store::{ExpiredCleanup, MemoryStore, SessionStore};

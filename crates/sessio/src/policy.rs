@@ -54,6 +54,21 @@ pub enum OnServerError {
     SaveChanges,
 }
 
+/// Whose wire format sessions follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Compatibility {
+    /// sessio's own (the default). Its signed cookie already has express-session's format.
+    #[default]
+    Native,
+    /// Share sessions with Node's express-session: the cookie is named `connect.sid` and
+    /// `Set-Cookie` is written as express-session writes it; the key `cookie` is reserved
+    /// (express-session keeps its cookie object there). Pair it with a store in an
+    /// express-compatible layout, such as `sessio-redis`'s connect-redis layout or
+    /// `sessio-postgres`'s connect-pg-simple layout, which keep ids raw, as Node expects.
+    ExpressSession,
+}
+
 /// Everything a session needs, shared by the layer and every session handle.
 #[derive(Clone)]
 pub(crate) struct Settings {
@@ -68,6 +83,7 @@ pub(crate) struct Settings {
     pub(crate) cookie_refresh: CookieRefresh,
     pub(crate) unchanged: UnchangedSessions,
     pub(crate) on_server_error: OnServerError,
+    pub(crate) compatibility: Compatibility,
 }
 
 impl Settings {

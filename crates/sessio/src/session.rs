@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::policy::{CookieRefresh, NewSessions, OnServerError, Settings, UnchangedSessions};
+use crate::policy::{
+    Compatibility, CookieRefresh, NewSessions, OnServerError, Settings, UnchangedSessions,
+};
 use crate::signing::Verified;
 use crate::store::{Changes, CreateOutcome, Data, Meta, Record, WriteOutcome};
 use crate::{CookieLifetime, Expiry, SessionError, SessionId};
@@ -97,6 +99,18 @@ impl Session {
         &self.inner.settings
     }
 
+    /// Refuses keys the wire format keeps for itself.
+    fn check_key(&self, key: &str) -> Result<(), SessionError> {
+        let reserved = self.settings().compatibility == Compatibility::ExpressSession
+            && key == crate::express::COOKIE_KEY;
+        if reserved {
+            return Err(SessionError::ReservedKey {
+                key: key.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// Locks the state, loading the session from the store on first use.
     async fn state(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
         self.inner.used.store(true, Ordering::Relaxed);
@@ -165,6 +179,7 @@ impl Session {
     /// [`SessionError::Load`] if the store failed, [`SessionError::Serialize`] if the value
     /// cannot be turned into JSON.
     pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
+        self.check_key(key)?;
         let value = serde_json::to_value(value).map_err(|source| SessionError::Serialize {
             key: key.to_owned(),
             source,
@@ -183,6 +198,7 @@ impl Session {
     /// [`SessionError::Load`] if the store failed, [`SessionError::Deserialize`] if the value
     /// is not a `T` (the key is then kept; remove it as a `serde_json::Value`).
     pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        self.check_key(key)?;
         let mut state = self.state().await?;
         let Some(value) = state.data.get(key) else {
             return Ok(None);

@@ -657,3 +657,50 @@ mod hostile_input {
         }
     }
 }
+
+#[tokio::test]
+async fn express_compatibility_names_and_writes_the_cookie_as_express_does() {
+    use axum::routing::post;
+    use sessio::{Compatibility, Session, SessionError};
+    let reserved = axum::Router::new().route(
+        "/reserved",
+        post(|session: Session| async move {
+            match session.insert("cookie", 1).await {
+                Err(SessionError::ReservedKey { key }) => key,
+                other => format!("{other:?}"),
+            }
+        }),
+    );
+    let app = app_with_routes(reserved, |l| {
+        l.with_compatibility(Compatibility::ExpressSession)
+    });
+    let reply = send(&app.router, Request::get("/").body(Body::empty()).unwrap()).await;
+    let set = reply.set_cookies.first().expect("a cookie");
+    assert!(set.starts_with("connect.sid=s%3A"), "{set}");
+    let attributes: Vec<&str> = set
+        .split("; ")
+        .skip(1)
+        .map(|a| a.split('=').next().unwrap())
+        .collect();
+    assert_eq!(
+        attributes,
+        ["Path", "Expires", "HttpOnly", "SameSite"],
+        "{set}"
+    );
+    // The cookie round-trips under its express name.
+    let cookie = set.split(';').next().unwrap();
+    let request = Request::get("/")
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        send(&app.router, request).await.body,
+        "Has visitado esta página 2 veces"
+    );
+    let reply = send(
+        &app.router,
+        Request::post("/reserved").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(reply.body, "cookie");
+}

@@ -124,6 +124,8 @@ pub struct CookieConfig {
     priority: Option<Priority>,
     lifetime: CookieLifetime,
     trust_proxy: TrustProxy,
+    /// Write `Set-Cookie` as express-session does (set by the layer's compatibility mode).
+    pub(crate) express_format: bool,
 }
 
 impl Default for CookieConfig {
@@ -139,6 +141,7 @@ impl Default for CookieConfig {
             priority: None,
             lifetime: CookieLifetime::Persistent,
             trust_proxy: TrustProxy::Never,
+            express_format: false,
         }
     }
 }
@@ -302,6 +305,18 @@ impl CookieConfig {
         now: SystemTime,
     ) -> String {
         let secure = self.is_secure(https);
+        let expires = max_age.map(|max_age| {
+            let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+            let at = if max_age.is_zero() {
+                OffsetDateTime::UNIX_EPOCH
+            } else {
+                OffsetDateTime::from(now).saturating_add(cookie::time::Duration::seconds(secs))
+            };
+            (secs, at)
+        });
+        if self.express_format {
+            return self.render_like_express(&value, secure, expires.map(|(_, at)| at));
+        }
         let mut builder = cookie::Cookie::build((self.name.as_ref(), value))
             .path(self.path.as_ref())
             .http_only(self.http_only)
@@ -311,27 +326,75 @@ impl CookieConfig {
         if let Some(domain) = &self.domain {
             builder = builder.domain(domain.as_str());
         }
-        if let Some(max_age) = max_age {
-            let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
-            let expires = if max_age.is_zero() {
-                OffsetDateTime::UNIX_EPOCH
-            } else {
-                OffsetDateTime::from(now) + cookie::time::Duration::seconds(secs)
-            };
+        if let Some((secs, at)) = expires {
             builder = builder
                 .max_age(cookie::time::Duration::seconds(secs))
-                .expires(expires);
+                .expires(at);
         }
         let mut header = builder.build().to_string();
         if let Some(priority) = self.priority {
-            header.push_str(match priority {
-                Priority::Low => "; Priority=Low",
-                Priority::Medium => "; Priority=Medium",
-                Priority::High => "; Priority=High",
-            });
+            header.push_str("; Priority=");
+            header.push_str(priority.as_str());
         }
         header
     }
+
+    /// express-session's attribute order, and `Expires` without `Max-Age`.
+    fn render_like_express(
+        &self,
+        value: &str,
+        secure: bool,
+        expires: Option<OffsetDateTime>,
+    ) -> String {
+        use std::fmt::Write as _;
+        let mut header = format!("{}={value}", self.name);
+        if let Some(domain) = &self.domain {
+            let _ = write!(header, "; Domain={domain}");
+        }
+        let _ = write!(header, "; Path={}", self.path);
+        if let Some(at) = expires {
+            let _ = write!(header, "; Expires={}", http_date(at));
+        }
+        if self.http_only {
+            header.push_str("; HttpOnly");
+        }
+        if secure {
+            header.push_str("; Secure");
+        }
+        if self.partitioned {
+            header.push_str("; Partitioned");
+        }
+        if let Some(priority) = self.priority {
+            let _ = write!(header, "; Priority={}", priority.as_str());
+        }
+        let _ = write!(header, "; SameSite={}", self.same_site(secure));
+        header
+    }
+}
+
+impl Priority {
+    fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "Low",
+            Priority::Medium => "Medium",
+            Priority::High => "High",
+        }
+    }
+}
+
+/// An IMF-fixdate (RFC 9110): `Thu, 01 Jan 1970 00:00:00 GMT`.
+fn http_date(at: OffsetDateTime) -> String {
+    let at = at.to_offset(cookie::time::UtcOffset::UTC);
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        &at.weekday().to_string()[..3],
+        at.day(),
+        &at.month().to_string()[..3],
+        at.year(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
 }
 
 #[cfg(test)]
@@ -401,6 +464,32 @@ mod tests {
         assert!(!cookie.is_secure(false));
         // SameSite=None forces Secure.
         assert!(cookie.with_same_site(SameSite::None).is_secure(false));
+    }
+
+    #[test]
+    fn express_format_matches_express_session() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut cookie = CookieConfig::default().with_name("connect.sid").unwrap();
+        cookie.express_format = true;
+        assert_eq!(
+            cookie.set_cookie("s:a.b", false, now + Duration::from_secs(60), now),
+            "connect.sid=s%3Aa.b; Path=/; Expires=Tue, 14 Nov 2023 22:14:20 GMT; HttpOnly; SameSite=Lax"
+        );
+        let mut full = CookieConfig::default()
+            .with_domain("example.com")
+            .unwrap()
+            .with_partitioned(true)
+            .with_priority(Priority::High)
+            .with_lifetime(CookieLifetime::BrowserSession);
+        full.express_format = true;
+        assert_eq!(
+            full.set_cookie("v", true, now, now),
+            "id=v; Domain=example.com; Path=/; HttpOnly; Secure; Partitioned; Priority=High; SameSite=Lax"
+        );
+        assert_eq!(
+            http_date(OffsetDateTime::UNIX_EPOCH),
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
     }
 
     #[test]
