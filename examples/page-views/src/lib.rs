@@ -19,7 +19,19 @@ pub async fn page_views(session: Session) -> Result<String, SessionError> {
     })
 }
 
+/// What `GET /logout` answers.
+pub const LOGGED_OUT: &str = "Sesión cerrada";
+
+/// `GET /logout`: ends the session, in the store and in the browser.
+pub async fn logout(session: Session) -> Result<&'static str, SessionError> {
+    session.destroy().await?;
+    Ok(LOGGED_OUT)
+}
+
 /// The demo's routes behind `sessions`.
 pub fn app(sessions: SessionLayer) -> Router {
-    Router::new().route("/", get(page_views)).layer(sessions)
+    Router::new()
+        .route("/", get(page_views))
+        .route("/logout", get(logout))
+        .layer(sessions)
 }

@@ -15,10 +15,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
-use sessio::{ExpiredCleanup, KeyRing, MemoryStore, SessionLayer, SessionStore, SystemClock};
-use sessio_postgres::PostgresStore;
-use sessio_redis::RedisStore;
+use clap::{Parser, ValueEnum};
+use sessio::{Compatibility, ExpiredCleanup, KeyRing, MemoryStore, SessionLayer, SessionStore, SystemClock};
+use sessio_postgres::{Layout as PostgresLayout, PostgresStore};
+use sessio_redis::{Layout as RedisLayout, RedisStore};
 use sessio_sqlite::SqliteStore;
 
 /// Development only: anyone who reads this can forge sessions.
@@ -37,6 +37,17 @@ struct Args {
     /// redis+cluster://HOST:PORT,HOST:PORT,...
     #[arg(long, default_value = "sqlite://page-views.db")]
     store: String,
+    /// Share sessions with another implementation: `express` reads and writes what Node's
+    /// express-session does (cookie `connect.sid`; with redis://, connect-redis's layout;
+    /// with postgres://, connect-pg-simple's `session` table).
+    #[arg(long, value_enum)]
+    compat: Option<Compat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Compat {
+    /// Node's express-session 1.19 with connect-redis or connect-pg-simple.
+    Express,
 }
 
 fn key_ring() -> Result<KeyRing, sessio::SecretError> {
@@ -66,28 +77,52 @@ type Error = Box<dyn std::error::Error>;
 async fn sessions(
     url: &str,
     keys: KeyRing,
+    compat: Option<Compat>,
 ) -> Result<(SessionLayer, Option<ExpiredCleanup>), Error> {
     let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
-    Ok(match scheme {
-        "memory" => swept(MemoryStore::new(), keys),
-        "sqlite" => {
+    let (layer, cleanup) = match (scheme, compat) {
+        ("postgres" | "postgresql", Some(Compat::Express)) => {
+            let store = PostgresStore::connect(url)
+                .await?
+                .with_layout(PostgresLayout::ConnectPgSimple);
+            store.migrate().await?;
+            swept(store, keys)
+        }
+        ("redis" | "rediss" | "redis+cluster", Some(Compat::Express)) => {
+            let store = RedisStore::connect_url(url)
+                .await?
+                .with_layout(RedisLayout::ConnectRedis);
+            store.migrate().await?;
+            (SessionLayer::new(store, keys), None)
+        }
+        (_, Some(Compat::Express)) => {
+            return Err("--compat express needs a store Node can share: redis://... or postgres://...".into())
+        }
+        ("memory", None) => swept(MemoryStore::new(), keys),
+        ("sqlite", None) => {
             let store = SqliteStore::connect(url).await?;
             store.migrate().await?;
             swept(store, keys)
         }
-        "postgres" | "postgresql" => {
+        ("postgres" | "postgresql", None) => {
             let store = PostgresStore::connect(url).await?;
             store.migrate().await?;
             swept(store, keys)
         }
-        "redis" | "rediss" | "redis+cluster" => {
+        ("redis" | "rediss" | "redis+cluster", None) => {
             let store = RedisStore::connect_url(url).await?;
             store.migrate().await?;
             // Redis expires sessions by itself.
             (SessionLayer::new(store, keys), None)
         }
-        _ => return Err(format!("unsupported store {url:?}: use memory, sqlite://PATH, postgres://..., redis://... or redis+cluster://...").into()),
-    })
+        // Only the scheme: a URL may carry a password.
+        _ => return Err(format!("unsupported store scheme {scheme:?}: use memory, sqlite://PATH, postgres://..., redis://... or redis+cluster://...").into()),
+    };
+    let layer = match compat {
+        Some(Compat::Express) => layer.with_compatibility(Compatibility::ExpressSession),
+        None => layer,
+    };
+    Ok((layer, cleanup))
 }
 
 #[tokio::main]
@@ -108,7 +143,7 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), Error> {
     let keys = key_ring().map_err(|e| format!("SESSIO_SECRET: {e}"))?;
-    let (layer, _cleanup) = sessions(&args.store, keys)
+    let (layer, _cleanup) = sessions(&args.store, keys, args.compat)
         .await
         // Not the URL itself: it may carry a password.
         .map_err(|e| format!("session store: {e}"))?;
