@@ -77,4 +77,46 @@ pub enum MigrateError {
         /// The layout this version writes.
         expected: &'static str,
     },
+    /// The store uses the [`ConnectRedis`](crate::Layout::ConnectRedis) layout, but
+    /// `{prefix}layout` marks the key prefix as holding sessio's
+    /// [`Native`](crate::Layout::Native) layout: the two cannot share a prefix. Nothing was
+    /// changed.
+    #[error(
+        "the key prefix holds sessio's native session layout (version {found:?}); \
+         the connect-redis layout needs a prefix of its own"
+    )]
+    NativeLayoutFound {
+        /// The native layout version recorded in Redis.
+        found: String,
+    },
+}
+
+/// Why a [`ConnectRedis`](crate::Layout::ConnectRedis) layout update or touch gave up:
+/// other writers changed the session every time it was about to be written, for as many
+/// attempts as allowed. It reaches the caller inside [`StoreError::Backend`], from which
+/// it can be downcast.
+///
+/// ```
+/// use sessio::store::StoreError;
+/// use sessio_redis::WriteContention;
+///
+/// fn is_contention(error: &StoreError) -> bool {
+///     match error {
+///         StoreError::Backend(source) => source.downcast_ref::<WriteContention>().is_some(),
+///         _ => false,
+///     }
+/// }
+/// # let _ = is_contention;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("gave up writing a session after {attempts} attempts: other writers changed it every time")]
+pub struct WriteContention {
+    pub(crate) attempts: usize,
+}
+
+impl WriteContention {
+    /// How many times the write was tried.
+    pub fn attempts(&self) -> usize {
+        self.attempts
+    }
 }

@@ -1,7 +1,8 @@
 //! A [`sessio`] session store on Redis: one server or a Redis Cluster.
 //!
 //! - **One hash per session**, under `{prefix}{base64url(sha256(id))}`: a dump of Redis
-//!   holds no usable session id, and each session lives in one hash slot.
+//!   holds no usable session id, and each session lives in one hash slot. Or, to share
+//!   sessions with Node, **connect-redis's layout** ([`Layout::ConnectRedis`]).
 //! - **Atomic per-key writes**: every write is one Lua script on that one key, so
 //!   concurrent requests writing different keys of a session all keep their writes, and a
 //!   destroyed session is never written back, on a single server and in a cluster alike.
@@ -61,7 +62,9 @@
 //! # }
 //! ```
 //!
-//! # Layout
+//! # Layouts
+//!
+//! ## Native (default)
 //!
 //! | hash field | value |
 //! |---|---|
@@ -73,6 +76,45 @@
 //!
 //! `{prefix}layout` records the layout version (`1`); [`RedisStore::migrate`] writes and
 //! checks it.
+//!
+//! ## connect-redis
+//!
+//! [`RedisStore::with_layout`]`(`[`Layout::ConnectRedis`]`)` keeps sessions exactly as
+//! Node's connect-redis (v9, v10) does, so that an Express application with
+//! express-session and a Rust service can share them (with
+//! `SessionLayer::with_compatibility(Compatibility::ExpressSession)` on the Rust side):
+//!
+//! | | |
+//! |---|---|
+//! | key | `{prefix}{id}`, default prefix `sess:`: **the raw session id** |
+//! | value | the session as express-session's JSON: `{"cookie":{"originalMaxAge":86400000,"expires":"2026-11-26T03:27:50.000Z","httpOnly":true,"path":"/"},"views":2}` |
+//! | expiry | `SET key value EX ttl`, `ttl = ceil((expires - now) / 1 s)`; a `ttl <= 0` deletes |
+//!
+//! **In this layout a dump of Redis holds usable session ids** (Node looks sessions up by
+//! them): protect backups and replicas as you would the cookies themselves.
+//!
+//! Updates and touches merge into the stored JSON by compare-and-set on the one key
+//! (retried when another writer got in first), so concurrent requests writing different
+//! keys all keep their writes and nothing brings a deleted session back; a touch rewrites
+//! the cookie's `expires` and `originalMaxAge` along with the TTL. The JSON has no creation
+//! time and no absolute lifetime: a session read back has
+//! `created_at = last_active = expires - originalMaxAge` and slides like express's.
+//!
+//! ```no_run
+//! use sessio::{Compatibility, KeyRing, SessionLayer};
+//! use sessio_redis::{Layout, RedisStore};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = RedisStore::connect("redis://127.0.0.1:6379")
+//!     .await?
+//!     .with_layout(Layout::ConnectRedis); // keys `sess:{id}`
+//! store.migrate().await?;
+//! let keys = KeyRing::new([std::env::var("SESSION_SECRET")?])?;
+//! let layer = SessionLayer::new(store, keys).with_compatibility(Compatibility::ExpressSession);
+//! # let _ = layer;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # TLS
 //!
@@ -89,7 +131,8 @@ mod layout;
 mod scripts;
 mod store;
 
-pub use error::{ConnectError, InvalidKeyPrefix, MigrateError};
+pub use error::{ConnectError, InvalidKeyPrefix, MigrateError, WriteContention};
+pub use layout::Layout;
 pub use store::RedisStore;
 
 /// The Redis client this crate uses, for naming the errors inside [`ConnectError`].

@@ -1,5 +1,10 @@
 //! The Lua scripts behind every write: each touches one key, so each is atomic on a single
-//! server and in a cluster alike (a session's hash lives in one hash slot).
+//! server and in a cluster alike (a session lives in one hash slot).
+//!
+//! The native layout's scripts do the whole write in Redis. The connect-redis layout's
+//! only compare and set: its value is JSON, and Redis's cjson would not write it back as
+//! it found it (empty arrays become `{}`, numbers are rounded to 14 digits), so the client
+//! computes the new value and the script stores it only if nobody wrote since.
 //!
 //! `redis::Script` sends them with EVALSHA and falls back to loading them on NOSCRIPT.
 
@@ -82,6 +87,40 @@ end
 return 0
 ";
 
+/// KEYS[1] a session (connect-redis layout); ARGV[1] the SHA-1 (hex) of the value the
+/// caller computed from; then either ARGV[2] the new value and ARGV[3] its TTL in seconds,
+/// or nothing more to delete the session.
+///
+/// Returns 1 when done; 0, doing nothing, when the key does not exist; and when its value
+/// changed since, does nothing and returns `{current value, its PTTL}`, so that the caller
+/// can compute again from it without another read.
+const REPLACE_IF_UNCHANGED: &str = r"
+local key = KEYS[1]
+local current = redis.call('GET', key)
+if not current then
+  return 0
+end
+if redis.sha1hex(current) ~= ARGV[1] then
+  return {current, redis.call('PTTL', key)}
+end
+if #ARGV >= 3 then
+  redis.call('SET', key, ARGV[2], 'EX', ARGV[3])
+else
+  redis.call('DEL', key)
+end
+return 1
+";
+
+/// KEYS[1] a key found by SCAN. Returns its value if it is a string, nil otherwise (so
+/// that keys of other types under the prefix are skipped, not errors).
+const GET_IF_STRING: &str = r"
+local key = KEYS[1]
+if redis.call('TYPE', key).ok ~= 'string' then
+  return false
+end
+return redis.call('GET', key)
+";
+
 fn with_chunked(body: &str) -> Script {
     Script::new(&format!("{CHUNKED}{body}"))
 }
@@ -99,4 +138,14 @@ pub(crate) fn update() -> &'static Script {
 pub(crate) fn delete_if_expired() -> &'static Script {
     static SCRIPT: OnceLock<Script> = OnceLock::new();
     SCRIPT.get_or_init(|| Script::new(DELETE_IF_EXPIRED))
+}
+
+pub(crate) fn replace_if_unchanged() -> &'static Script {
+    static SCRIPT: OnceLock<Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| Script::new(REPLACE_IF_UNCHANGED))
+}
+
+pub(crate) fn get_if_string() -> &'static Script {
+    static SCRIPT: OnceLock<Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| Script::new(GET_IF_STRING))
 }

@@ -6,20 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use redis::{ErrorKind, RedisError, ServerErrorKind, Value};
+use redis::{ErrorKind, Pipeline, RedisError, Script, ServerErrorKind, Value};
 use sessio::store::{
-    unix_millis, with_timeout, Changes, CreateOutcome, Meta, Record, SessionStore, StoreError,
-    WriteOutcome,
+    with_timeout, Changes, CreateOutcome, Meta, Record, SessionStore, StoreError, WriteOutcome,
 };
 use sessio::SessionId;
 
 use crate::conn::{store_error, Conn, Node};
 use crate::error::{ConnectError, InvalidKeyPrefix, MigrateError};
-use crate::layout::{
-    self, data_field, decode, layout_key, scan_pattern, session_key, validate_prefix, MetaFields,
-    LAYOUT_VERSION,
-};
-use crate::scripts;
+use crate::layout::{connect_redis, native, validate_prefix, Layout};
 
 /// Keys asked for per SCAN step, and so the most sessions checked per round trip by
 /// [`SessionStore::delete_expired`].
@@ -27,11 +22,16 @@ const SCAN_BATCH: usize = 1000;
 
 /// Sessions in Redis, on one server or in a Redis Cluster.
 ///
-/// Each session is one Redis hash, under the key prefix followed by the base64url of the
-/// SHA-256 of its id (never the id itself), expiring by itself at the session's
-/// `expires_at` (`PEXPIREAT`). Every write is one Lua script on that one key, so it is
-/// atomic on a single server and in a cluster alike: concurrent requests writing different
-/// keys of a session all keep their writes, and a destroyed session is never written back.
+/// In the default [`Layout::Native`], each session is one Redis hash, under the key prefix
+/// followed by the base64url of the SHA-256 of its id (never the id itself), expiring by
+/// itself at the session's `expires_at` (`PEXPIREAT`). Every write is one Lua script on
+/// that one key, so it is atomic on a single server and in a cluster alike: concurrent
+/// requests writing different keys of a session all keep their writes, and a destroyed
+/// session is never written back.
+///
+/// [`with_layout`](Self::with_layout)`(`[`Layout::ConnectRedis`]`)` lays sessions out as
+/// Node's connect-redis does instead, to share them with an express-session application,
+/// with the same guarantees (see [`Layout`]); its keys hold the raw session ids.
 ///
 /// The store is a cheap handle: clone it freely; clones share the connection, which
 /// reconnects by itself after Redis restarts or the network drops. Every operation is
@@ -56,11 +56,13 @@ pub struct RedisStore {
     conn: Conn,
     prefix: Arc<str>,
     timeout: Duration,
+    layout: Layout,
 }
 
 impl RedisStore {
-    /// The key prefix used unless [`with_key_prefix`](Self::with_key_prefix) says otherwise.
-    pub const DEFAULT_KEY_PREFIX: &'static str = layout::DEFAULT_PREFIX;
+    /// The key prefix of the default layout ([`Layout::Native`]) unless
+    /// [`with_key_prefix`](Self::with_key_prefix) says otherwise.
+    pub const DEFAULT_KEY_PREFIX: &'static str = Layout::Native.default_key_prefix();
     /// The limit on each operation unless [`with_timeout`](Self::with_timeout) says otherwise.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -134,12 +136,16 @@ impl RedisStore {
             conn,
             prefix: Arc::from(Self::DEFAULT_KEY_PREFIX),
             timeout: Self::DEFAULT_TIMEOUT,
+            layout: Layout::Native,
         }
     }
 
-    /// Files sessions under keys starting with `prefix` (default `sessio:`), so that
-    /// several applications can share one Redis. 1 to 64 characters of
-    /// `A-Z a-z 0-9 : _ . -`.
+    /// Files sessions under keys starting with `prefix` (default `sessio:`, or `sess:` in
+    /// the [`ConnectRedis`](Layout::ConnectRedis) layout), so that several applications can
+    /// share one Redis. 1 to 64 characters of `A-Z a-z 0-9 : _ . -`.
+    ///
+    /// [`with_layout`](Self::with_layout) resets the prefix to its layout's default: call
+    /// this after it.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -186,11 +192,51 @@ impl RedisStore {
         self.timeout
     }
 
-    /// Records the layout of the sessions under this key prefix (`{prefix}layout` = `1`),
-    /// or checks the one recorded: it refuses to go on, changing nothing, when the prefix
-    /// holds sessions in a layout this version does not know (written by a newer version).
+    /// Lays sessions out as `layout` says (default [`Layout::Native`]), and switches the
+    /// key prefix to that layout's default ([`Layout::default_key_prefix`]): `sess:` for
+    /// [`Layout::ConnectRedis`], as connect-redis uses. Call
+    /// [`with_key_prefix`](Self::with_key_prefix) afterwards for another prefix (the one
+    /// your connect-redis is configured with, say).
     ///
-    /// Redis needs no schema, so this is cheap; call it once at startup.
+    /// In the [`ConnectRedis`](Layout::ConnectRedis) layout **keys hold the raw session
+    /// ids**, as Node expects: a dump of this Redis holds usable session ids.
+    ///
+    /// ```no_run
+    /// use sessio_redis::{Layout, RedisStore};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379")
+    ///     .await?
+    ///     .with_layout(Layout::ConnectRedis);
+    /// assert_eq!(store.key_prefix(), "sess:");
+    /// // Node's `new RedisStore({ client, prefix: "myapp:" })`:
+    /// let store = store.with_key_prefix("myapp:")?;
+    /// store.migrate().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self.prefix = Arc::from(layout.default_key_prefix());
+        self
+    }
+
+    /// The layout of this store's sessions.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Prepares the key prefix for this store, once at startup.
+    ///
+    /// - [`Layout::Native`]: records the layout of the sessions under this key prefix
+    ///   (`{prefix}layout` = `1`), or checks the one recorded: it refuses to go on, changing
+    ///   nothing, when the prefix holds sessions in a layout this version does not know
+    ///   (written by a newer version).
+    /// - [`Layout::ConnectRedis`]: writes nothing (connect-redis records no layout, and
+    ///   Node would take any extra key under the prefix for a session); it checks that Redis
+    ///   answers and that the prefix is not marked as holding sessio's native layout.
+    ///
+    /// Redis needs no schema, so this is cheap.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -200,32 +246,19 @@ impl RedisStore {
     /// # }
     /// ```
     pub async fn migrate(&self) -> Result<(), MigrateError> {
-        let key = layout_key(&self.prefix);
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(&key)
-            .arg(LAYOUT_VERSION)
-            .arg("NX")
-            .ignore()
-            .cmd("GET")
-            .arg(&key);
-        let mut conn = self.conn.clone();
-        let (found,): (Option<String>,) = self
-            .bounded(pipe.query_async(&mut conn))
-            .await
-            .map_err(MigrateError::Store)?;
-        match found {
-            Some(found) if found != LAYOUT_VERSION => Err(MigrateError::UnknownLayout {
-                found,
-                expected: LAYOUT_VERSION,
-            }),
-            // Recorded now, found as expected, or removed meanwhile (nothing to refuse).
-            _ => Ok(()),
+        match self.layout {
+            Layout::Native => native::migrate(self).await,
+            Layout::ConnectRedis => connect_redis::migrate(self).await,
         }
     }
 
+    /// A handle onto the shared connection.
+    pub(crate) fn conn(&self) -> Conn {
+        self.conn.clone()
+    }
+
     /// Runs a Redis operation within the time limit, mapping its errors.
-    async fn bounded<T>(
+    pub(crate) async fn bounded<T>(
         &self,
         operation: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
@@ -236,65 +269,51 @@ impl RedisStore {
         .await
     }
 
-    /// Runs the update script (also used by `touch`).
-    async fn write(
-        &self,
-        id: &SessionId,
-        changes: Option<&Changes>,
-        meta: &Meta,
-    ) -> Result<WriteOutcome, StoreError> {
-        let key = session_key(&self.prefix, id);
-        let fields = MetaFields::new(meta);
-        let (mut removed, mut set) = (Vec::new(), Vec::new());
-        removed.extend(fields.remove.iter().map(|field| field.to_string()));
-        if let Some(changes) = changes {
-            for (name, value) in changes.iter() {
-                match value {
-                    Some(value) => set.push((data_field(name), value.to_string())),
-                    None => removed.push(data_field(name)),
-                }
-            }
-        }
-        let clears = changes.is_some_and(Changes::clears_all);
-
-        let mut invocation = scripts::update().key(&key);
-        invocation
-            .arg(unix_millis(meta.last_active))
-            .arg(unix_millis(meta.expires_at))
-            .arg(if clears { "1" } else { "0" })
-            .arg(removed.len())
-            .arg(&removed);
-        for (field, value) in &fields.set {
-            invocation.arg(*field).arg(*value);
-        }
-        for (field, value) in &set {
-            invocation.arg(field).arg(value);
-        }
-        let mut conn = self.conn.clone();
-        let applied: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
-        Ok(if applied == 1 {
-            WriteOutcome::Applied
-        } else {
-            WriteOutcome::NotFound
-        })
+    /// Loads `script` (on every node, in a cluster), so that pipelines can call it by its
+    /// hash.
+    pub(crate) async fn load_script(&self, script: &Script) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        self.bounded(script.load_async(&mut conn)).await?;
+        Ok(())
     }
 
-    /// Calls `each` with every batch of this prefix's session keys, node by node, and
+    /// Runs `pipeline`, EVALSHAs of `script` on keys held by `node`, loading the script
+    /// again if the node lost it (it restarted, or its scripts were flushed).
+    pub(crate) async fn eval_pipeline_on(
+        &self,
+        conn: &mut Conn,
+        node: Node,
+        script: &Script,
+        pipeline: &Pipeline,
+    ) -> Result<Vec<Value>, StoreError> {
+        match self.bounded(conn.pipeline_on(node, pipeline)).await {
+            Err(StoreError::Backend(e)) if is_noscript(e.as_ref()) => {
+                self.bounded(script.load_async(conn)).await?;
+                self.bounded(conn.pipeline_on(node, pipeline)).await
+            }
+            other => other,
+        }
+    }
+
+    /// Calls `each` with every batch of the keys matching `pattern`, node by node, and
     /// adds up what it returns.
-    async fn scan_keys<F, Fut>(&self, mut each: F) -> Result<u64, StoreError>
+    pub(crate) async fn scan_keys<F, Fut>(
+        &self,
+        pattern: &str,
+        mut each: F,
+    ) -> Result<u64, StoreError>
     where
         F: FnMut(Conn, Node, Vec<Vec<u8>>) -> Fut,
         Fut: Future<Output = Result<u64, StoreError>>,
     {
-        let pattern = scan_pattern(&self.prefix);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let nodes = self.bounded(conn.nodes()).await?;
         let mut total = 0;
         for node in nodes {
             let mut cursor = 0;
             loop {
                 let (next, keys) = self
-                    .bounded(conn.scan(node, cursor, &pattern, SCAN_BATCH))
+                    .bounded(conn.scan(node, cursor, pattern, SCAN_BATCH))
                     .await?;
                 if !keys.is_empty() {
                     total += each(conn.clone(), node, keys).await?;
@@ -313,6 +332,7 @@ impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
+            .field("layout", &self.layout)
             .field("mode", &self.conn.mode())
             .finish_non_exhaustive()
     }
@@ -321,35 +341,17 @@ impl fmt::Debug for RedisStore {
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn create(&self, id: &SessionId, record: &Record) -> Result<CreateOutcome, StoreError> {
-        let key = session_key(&self.prefix, id);
-        let meta = &record.meta;
-        let mut invocation = scripts::create().key(&key);
-        // A session whose expiry is at or before the new one's start is gone.
-        invocation
-            .arg(unix_millis(meta.last_active))
-            .arg(unix_millis(meta.expires_at));
-        for (field, value) in MetaFields::new(meta).set {
-            invocation.arg(field).arg(value);
+        match self.layout {
+            Layout::Native => native::create(self, id, record).await,
+            Layout::ConnectRedis => connect_redis::create(self, id, record).await,
         }
-        for (name, value) in &record.data {
-            invocation.arg(data_field(name)).arg(value.to_string());
-        }
-        let mut conn = self.conn.clone();
-        let created: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
-        Ok(if created == 1 {
-            CreateOutcome::Created
-        } else {
-            CreateOutcome::IdTaken
-        })
     }
 
     async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
-        let key = session_key(&self.prefix, id);
-        let mut conn = self.conn.clone();
-        let reply: Value = self
-            .bounded(redis::cmd("HGETALL").arg(&key).query_async(&mut conn))
-            .await?;
-        decode(reply, now).map_err(|e| StoreError::Decode(Box::new(e)))
+        match self.layout {
+            Layout::Native => native::load(self, id, now).await,
+            Layout::ConnectRedis => connect_redis::load(self, id, now).await,
+        }
     }
 
     async fn update(
@@ -358,59 +360,35 @@ impl SessionStore for RedisStore {
         changes: &Changes,
         meta: &Meta,
     ) -> Result<WriteOutcome, StoreError> {
-        self.write(id, Some(changes), meta).await
+        match self.layout {
+            Layout::Native => native::write(self, id, Some(changes), meta).await,
+            Layout::ConnectRedis => connect_redis::write(self, id, changes, meta).await,
+        }
     }
 
     async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
-        self.write(id, None, meta).await
+        match self.layout {
+            Layout::Native => native::write(self, id, None, meta).await,
+            Layout::ConnectRedis => connect_redis::write(self, id, &Changes::default(), meta).await,
+        }
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        let key = session_key(&self.prefix, id);
-        let mut conn = self.conn.clone();
-        let _removed: i64 = self
-            .bounded(redis::cmd("UNLINK").arg(&key).query_async(&mut conn))
-            .await?;
-        Ok(())
+        match self.layout {
+            Layout::Native => native::delete(self, id).await,
+            Layout::ConnectRedis => connect_redis::delete(self, id).await,
+        }
     }
 
-    /// Redis removes expired sessions by itself (each key expires at the session's
-    /// `expires_at`); this sweeps, by `now`'s clock, whatever it has not removed yet. It
-    /// scans the prefix on every primary, 1000 keys per round trip, and removes each
-    /// expired session with a script that checks its expiry again, so that a session
-    /// touched meanwhile stays.
+    /// Redis removes expired sessions by itself (each key expires with its session); this
+    /// sweeps, by `now`'s clock, whatever it has not removed yet. It scans the prefix on
+    /// every primary, 1000 keys per round trip, and removes each expired session only if
+    /// it was not written meanwhile, so that a session touched since stays.
     async fn delete_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
-        let now = unix_millis(now);
-        let script = scripts::delete_if_expired();
-        let mut conn = self.conn.clone();
-        // Loaded on every node (in a cluster), so a whole batch can go as one pipeline.
-        self.bounded(script.load_async(&mut conn)).await?;
-        self.scan_keys(|mut conn, node, keys| async move {
-            let mut pipe = redis::pipe();
-            for key in &keys {
-                pipe.cmd("EVALSHA")
-                    .arg(script.get_hash())
-                    .arg(1)
-                    .arg(key)
-                    .arg(now);
-            }
-            let replies = match self.bounded(conn.pipeline_on(node, &pipe)).await {
-                // The node restarted (or flushed its scripts) since the script was loaded.
-                Err(StoreError::Backend(e)) if is_noscript(e.as_ref()) => {
-                    self.bounded(script.load_async(&mut conn)).await?;
-                    self.bounded(conn.pipeline_on(node, &pipe)).await?
-                }
-                other => other?,
-            };
-            Ok(replies
-                .iter()
-                .map(|reply| match reply {
-                    Value::Int(n) => u64::try_from(*n).unwrap_or(0),
-                    _ => 0,
-                })
-                .sum())
-        })
-        .await
+        match self.layout {
+            Layout::Native => native::delete_expired(self, now).await,
+            Layout::ConnectRedis => connect_redis::delete_expired(self, now).await,
+        }
     }
 
     /// Counts this prefix's session keys on every primary with SCAN, 1000 per round trip.
@@ -418,11 +396,10 @@ impl SessionStore for RedisStore {
     /// resizes its key table, SCAN may report a key twice and the count may be high by a
     /// little.
     async fn count(&self) -> Result<u64, StoreError> {
-        self.scan_keys(|_, _, keys| {
-            let found = keys.len() as u64;
-            async move { Ok(found) }
-        })
-        .await
+        match self.layout {
+            Layout::Native => native::count(self).await,
+            Layout::ConnectRedis => connect_redis::count(self).await,
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! How a session is laid out in Redis: its key, and the fields of its hash.
+//! sessio's own layout ([`Layout::Native`](crate::Layout::Native)): its keys, the fields of
+//! its hashes, and the store operations on them.
 //!
 //! One HASH per session, under `{prefix}{base64url(sha256(id))}`:
 //!
@@ -15,17 +16,21 @@ use std::time::{Duration, SystemTime};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use redis::Value;
-use sessio::store::{from_unix_millis, storage_key, unix_millis, Data, Meta, Record};
+use sessio::store::{
+    from_unix_millis, storage_key, unix_millis, Changes, CreateOutcome, Data, Meta, Record,
+    StoreError, WriteOutcome,
+};
 use sessio::{Expiry, SessionId};
 
-use crate::error::InvalidKeyPrefix;
+use crate::error::MigrateError;
+use crate::layout::layout_key;
+use crate::scripts;
+use crate::store::RedisStore;
 
 /// The layout version this crate writes, recorded under `{prefix}layout`.
 pub(crate) const LAYOUT_VERSION: &str = "1";
 /// The key prefix used unless configured otherwise.
 pub(crate) const DEFAULT_PREFIX: &str = "sessio:";
-/// The longest allowed key prefix, in characters.
-pub(crate) const MAX_PREFIX_LEN: usize = 64;
 /// Characters of the base64url (unpadded) encoding of a 32-byte storage key.
 pub(crate) const ENCODED_KEY_LEN: usize = 43;
 
@@ -36,35 +41,12 @@ pub(crate) const IDLE: &str = "i";
 pub(crate) const ABSOLUTE: &str = "a";
 pub(crate) const DATA_PREFIX: &str = "d:";
 
-/// Checks a key prefix: 1..=64 characters of `[A-Za-z0-9:_.-]`.
-pub(crate) fn validate_prefix(prefix: &str) -> Result<(), InvalidKeyPrefix> {
-    if prefix.is_empty() {
-        return Err(InvalidKeyPrefix::Empty);
-    }
-    if let Some(found) = prefix
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '-')))
-    {
-        return Err(InvalidKeyPrefix::InvalidChar { found });
-    }
-    // Only ASCII is left, so bytes are characters.
-    if prefix.len() > MAX_PREFIX_LEN {
-        return Err(InvalidKeyPrefix::TooLong { len: prefix.len() });
-    }
-    Ok(())
-}
-
 /// The Redis key of a session: the prefix, then the base64url of the hashed id.
 pub(crate) fn session_key(prefix: &str, id: &SessionId) -> String {
     let mut key = String::with_capacity(prefix.len() + ENCODED_KEY_LEN);
     key.push_str(prefix);
     URL_SAFE_NO_PAD.encode_string(storage_key(id), &mut key);
     key
-}
-
-/// The key recording the layout version.
-pub(crate) fn layout_key(prefix: &str) -> String {
-    format!("{prefix}layout")
 }
 
 /// A `SCAN MATCH` pattern matching exactly this prefix's session keys: the prefix and 43
@@ -233,6 +215,170 @@ pub(crate) fn decode(reply: Value, now: SystemTime) -> Result<Option<Record>, De
     Ok(Some(Record { data, meta }))
 }
 
+/// Records the layout version under `{prefix}layout`, or checks the one recorded.
+pub(crate) async fn migrate(store: &RedisStore) -> Result<(), MigrateError> {
+    let key = layout_key(store.key_prefix());
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET")
+        .arg(&key)
+        .arg(LAYOUT_VERSION)
+        .arg("NX")
+        .ignore()
+        .cmd("GET")
+        .arg(&key);
+    let mut conn = store.conn();
+    let (found,): (Option<String>,) = store
+        .bounded(pipe.query_async(&mut conn))
+        .await
+        .map_err(MigrateError::Store)?;
+    match found {
+        Some(found) if found != LAYOUT_VERSION => Err(MigrateError::UnknownLayout {
+            found,
+            expected: LAYOUT_VERSION,
+        }),
+        // Recorded now, found as expected, or removed meanwhile (nothing to refuse).
+        _ => Ok(()),
+    }
+}
+
+/// Stores a new session with the create script, unless a live one holds the key.
+pub(crate) async fn create(
+    store: &RedisStore,
+    id: &SessionId,
+    record: &Record,
+) -> Result<CreateOutcome, StoreError> {
+    let key = session_key(store.key_prefix(), id);
+    let meta = &record.meta;
+    let mut invocation = scripts::create().key(&key);
+    // A session whose expiry is at or before the new one's start is gone.
+    invocation
+        .arg(unix_millis(meta.last_active))
+        .arg(unix_millis(meta.expires_at));
+    for (field, value) in MetaFields::new(meta).set {
+        invocation.arg(field).arg(value);
+    }
+    for (name, value) in &record.data {
+        invocation.arg(data_field(name)).arg(value.to_string());
+    }
+    let mut conn = store.conn();
+    let created: i64 = store.bounded(invocation.invoke_async(&mut conn)).await?;
+    Ok(if created == 1 {
+        CreateOutcome::Created
+    } else {
+        CreateOutcome::IdTaken
+    })
+}
+
+/// Reads a session's hash.
+pub(crate) async fn load(
+    store: &RedisStore,
+    id: &SessionId,
+    now: SystemTime,
+) -> Result<Option<Record>, StoreError> {
+    let key = session_key(store.key_prefix(), id);
+    let mut conn = store.conn();
+    let reply: Value = store
+        .bounded(redis::cmd("HGETALL").arg(&key).query_async(&mut conn))
+        .await?;
+    decode(reply, now).map_err(|e| StoreError::Decode(Box::new(e)))
+}
+
+/// Runs the update script: `update` with `changes`, `touch` without.
+pub(crate) async fn write(
+    store: &RedisStore,
+    id: &SessionId,
+    changes: Option<&Changes>,
+    meta: &Meta,
+) -> Result<WriteOutcome, StoreError> {
+    let key = session_key(store.key_prefix(), id);
+    let fields = MetaFields::new(meta);
+    let (mut removed, mut set) = (Vec::new(), Vec::new());
+    removed.extend(fields.remove.iter().map(|field| field.to_string()));
+    if let Some(changes) = changes {
+        for (name, value) in changes.iter() {
+            match value {
+                Some(value) => set.push((data_field(name), value.to_string())),
+                None => removed.push(data_field(name)),
+            }
+        }
+    }
+    let clears = changes.is_some_and(Changes::clears_all);
+
+    let mut invocation = scripts::update().key(&key);
+    invocation
+        .arg(unix_millis(meta.last_active))
+        .arg(unix_millis(meta.expires_at))
+        .arg(if clears { "1" } else { "0" })
+        .arg(removed.len())
+        .arg(&removed);
+    for (field, value) in &fields.set {
+        invocation.arg(*field).arg(*value);
+    }
+    for (field, value) in &set {
+        invocation.arg(field).arg(value);
+    }
+    let mut conn = store.conn();
+    let applied: i64 = store.bounded(invocation.invoke_async(&mut conn)).await?;
+    Ok(if applied == 1 {
+        WriteOutcome::Applied
+    } else {
+        WriteOutcome::NotFound
+    })
+}
+
+/// Removes a session's hash.
+pub(crate) async fn delete(store: &RedisStore, id: &SessionId) -> Result<(), StoreError> {
+    let key = session_key(store.key_prefix(), id);
+    let mut conn = store.conn();
+    let _removed: i64 = store
+        .bounded(redis::cmd("UNLINK").arg(&key).query_async(&mut conn))
+        .await?;
+    Ok(())
+}
+
+/// Scans the prefix on every primary and removes each expired session with a script that
+/// checks its expiry again, so that a session touched meanwhile stays.
+pub(crate) async fn delete_expired(store: &RedisStore, now: SystemTime) -> Result<u64, StoreError> {
+    let now = unix_millis(now);
+    let script = scripts::delete_if_expired();
+    // Loaded on every node (in a cluster), so a whole batch can go as one pipeline.
+    store.load_script(script).await?;
+    let pattern = scan_pattern(store.key_prefix());
+    store
+        .scan_keys(&pattern, |mut conn, node, keys| async move {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("EVALSHA")
+                    .arg(script.get_hash())
+                    .arg(1)
+                    .arg(key)
+                    .arg(now);
+            }
+            let replies = store
+                .eval_pipeline_on(&mut conn, node, script, &pipe)
+                .await?;
+            Ok(replies
+                .iter()
+                .map(|reply| match reply {
+                    Value::Int(n) => u64::try_from(*n).unwrap_or(0),
+                    _ => 0,
+                })
+                .sum())
+        })
+        .await
+}
+
+/// Counts this prefix's session keys on every primary.
+pub(crate) async fn count(store: &RedisStore) -> Result<u64, StoreError> {
+    let pattern = scan_pattern(store.key_prefix());
+    store
+        .scan_keys(&pattern, |_, _, keys| {
+            let found = keys.len() as u64;
+            async move { Ok(found) }
+        })
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,27 +403,6 @@ mod tests {
     }
 
     #[test]
-    fn prefixes_are_validated() {
-        assert!(validate_prefix("sessio:").is_ok());
-        assert!(validate_prefix("a.B-9_:").is_ok());
-        assert!(validate_prefix(&"x".repeat(64)).is_ok());
-        assert_eq!(validate_prefix(""), Err(InvalidKeyPrefix::Empty));
-        assert_eq!(
-            validate_prefix(&"x".repeat(65)),
-            Err(InvalidKeyPrefix::TooLong { len: 65 })
-        );
-        for bad in ["{tag}", "a*", "a?", "a[b]", "a b", "ü", "a\\", "a\n"] {
-            assert!(
-                matches!(
-                    validate_prefix(bad),
-                    Err(InvalidKeyPrefix::InvalidChar { .. })
-                ),
-                "{bad:?} was accepted"
-            );
-        }
-    }
-
-    #[test]
     fn keys_hash_the_id_and_match_the_scan_pattern() {
         let id = SessionId::from("the raw session id");
         let key = session_key("p:", &id);
@@ -285,7 +410,7 @@ mod tests {
         assert_eq!(key.len(), 2 + ENCODED_KEY_LEN);
         assert!(!key.contains("raw"));
         assert_eq!(scan_pattern("p:").len(), key.len());
-        assert_ne!(layout_key("p:").len(), key.len());
+        assert_ne!(crate::layout::layout_key("p:").len(), key.len());
     }
 
     #[test]
