@@ -33,46 +33,12 @@ pub enum MigrateError {
     },
 }
 
-/// One schema change, applied once, in its own transaction.
-struct Migration {
-    version: i32,
-    description: &'static str,
-    sql: fn(&TableName) -> String,
-}
-
-/// Every migration, in the order they are applied. Append only: never edit or reorder.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "create the sessions table",
-    sql: v1,
-}];
-
-/// The schema version [`migrate`] brings a table to.
-pub(crate) const LATEST_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
-
-fn v1(table: &TableName) -> String {
-    let t = table.quoted();
-    let index = table.expires_index_quoted();
-    format!(
-        "CREATE TABLE IF NOT EXISTS {t} (
-            id BYTEA PRIMARY KEY CHECK (octet_length(id) = 32),
-            data JSONB NOT NULL CHECK (jsonb_typeof(data) = 'object'),
-            created_at TIMESTAMPTZ NOT NULL,
-            last_active TIMESTAMPTZ NOT NULL,
-            expires_at TIMESTAMPTZ NOT NULL,
-            idle_timeout_ms BIGINT,
-            absolute_lifetime_ms BIGINT
-        );
-        CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at);
-        COMMENT ON COLUMN {t}.id IS
-            'SHA-256 of the session id (sessio::store::storage_key); never the id itself';
-        COMMENT ON COLUMN {t}.expires_at IS
-            'The session ends at this time unless used again; rows past it are ignored and swept';
-        COMMENT ON COLUMN {t}.idle_timeout_ms IS
-            'This session''s own idle timeout in milliseconds; NULL for the layer default';
-        COMMENT ON COLUMN {t}.absolute_lifetime_ms IS
-            'This session''s own absolute lifetime in milliseconds; NULL for the layer default';"
-    )
+/// One schema change, applied once, in its own transaction. Each layout has its own list
+/// (append only: never edit or reorder one).
+pub(crate) struct Migration {
+    pub(crate) version: i32,
+    pub(crate) description: &'static str,
+    pub(crate) sql: fn(&TableName) -> String,
 }
 
 /// Where a migration run failed.
@@ -81,29 +47,39 @@ enum Failure {
     Apply(&'static Migration, sqlx::Error),
 }
 
-/// Applies every migration `table` lacks, each in its own transaction, serialized across
-/// processes by a transaction-scoped advisory lock.
-pub(crate) async fn migrate(pool: &PgPool, table: &TableName) -> Result<(), MigrateError> {
-    run(pool, table).await.map_err(|failure| match failure {
-        Failure::Prepare(source) => MigrateError::Prepare {
-            table: table.to_string(),
-            source,
-        },
-        Failure::Apply(migration, source) => MigrateError::Apply {
-            table: table.to_string(),
-            version: migration.version,
-            description: migration.description,
-            source,
-        },
-    })
+/// Applies every one of `migrations` that `table` lacks, each in its own transaction,
+/// serialized across processes by a transaction-scoped advisory lock.
+pub(crate) async fn migrate(
+    pool: &PgPool,
+    table: &TableName,
+    migrations: &'static [Migration],
+) -> Result<(), MigrateError> {
+    run(pool, table, migrations)
+        .await
+        .map_err(|failure| match failure {
+            Failure::Prepare(source) => MigrateError::Prepare {
+                table: table.to_string(),
+                source,
+            },
+            Failure::Apply(migration, source) => MigrateError::Apply {
+                table: table.to_string(),
+                version: migration.version,
+                description: migration.description,
+                source,
+            },
+        })
 }
 
-async fn run(pool: &PgPool, table: &TableName) -> Result<(), Failure> {
+async fn run(
+    pool: &PgPool,
+    table: &TableName,
+    migrations: &'static [Migration],
+) -> Result<(), Failure> {
     let record = format!(
         "INSERT INTO {} (version) VALUES ($1)",
         table.migrations_quoted()
     );
-    for migration in MIGRATIONS {
+    for migration in migrations {
         let mut tx = pool.begin().await.map_err(Failure::Prepare)?;
         let pending = lock_and_check(&mut tx, table, migration.version)
             .await
@@ -179,17 +155,4 @@ async fn lock_and_check(
     .fetch_one(&mut **tx)
     .await?;
     Ok(!applied)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_increase_from_one() {
-        for (index, migration) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(migration.version, index as i32 + 1);
-        }
-        assert_eq!(LATEST_VERSION, MIGRATIONS.len() as i32);
-    }
 }

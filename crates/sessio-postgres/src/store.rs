@@ -1,22 +1,20 @@
-//! [`PostgresStore`]: the [`SessionStore`] implementation.
+//! [`PostgresStore`]: the [`SessionStore`] implementation, handing each operation to the
+//! chosen [`Layout`]'s backend.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use sessio::store::{
-    from_unix_millis, storage_key, unix_millis, with_timeout, Changes, CreateOutcome, Data, Meta,
-    Record, SessionStore, StoreError, WriteOutcome,
-};
-use sessio::{Expiry, SessionId};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::types::Json;
-use sqlx::{Connection, PgConnection, PgPool, Row};
+use sessio::store::{Changes, CreateOutcome, Meta, Record, SessionStore, StoreError, WriteOutcome};
+use sessio::SessionId;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::error::{store_error, ConnectError, CorruptRow};
+use crate::error::ConnectError;
+use crate::layout::{native, Backend, Db, Layout};
 use crate::migrate::{self, MigrateError};
-use crate::table::{InvalidTableName, Statements, TableName, DELETE_BATCH};
+use crate::table::{InvalidTableName, TableName};
 
 /// Sessions in a PostgreSQL table, shared by every instance of an application.
 ///
@@ -24,14 +22,17 @@ use crate::table::{InvalidTableName, Statements, TableName, DELETE_BATCH};
 ///   (`jsonb` minus the removed keys, merged with the set ones) and the new expiry in a
 ///   single `UPDATE`, so concurrent requests writing different keys all keep their writes,
 ///   and an update of a destroyed session changes nothing (it never inserts).
-/// - **Readable rows**: the id column holds the SHA-256 of the session id, never the id
-///   itself; timestamps are real `timestamptz` columns, indexed on `expires_at`, so
-///   operators can query them.
+/// - **Readable rows**: in the default [`Layout::Native`], the id column holds the SHA-256
+///   of the session id, never the id itself; timestamps are real `timestamptz` columns,
+///   indexed on `expires_at`, so operators can query them.
+/// - **Shareable with Node**: [`Layout::ConnectPgSimple`] keeps sessions in the table of
+///   connect-pg-simple, in express-session's JSON, so an Express application and this one
+///   share them (the id is then stored raw: see the layout).
 /// - **Bounded**: every operation is limited to [`with_timeout`](Self::with_timeout) (2 s by
 ///   default), so a database that hangs gives clients a 503 instead of a hung request.
-/// - **Expiry by the application's clock**: records at or past their `expires_at` are
-///   neither loaded nor updated, judged by the [`Clock`] given to
-///   [`with_clock`](Self::with_clock) rather than the database server's.
+/// - **Expiry by the application's clock**: records at or past their expiry are neither
+///   loaded nor updated, judged by the time the session layer passes in (its
+///   [`Clock`](sessio::Clock)) rather than by the database server's clock.
 ///
 /// Clones share the connection pool.
 ///
@@ -51,38 +52,42 @@ use crate::table::{InvalidTableName, Statements, TableName, DELETE_BATCH};
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-    table: Arc<Table>,
     timeout: Duration,
+    layout: Layout,
+    /// Whether the table name was chosen with `with_table_name`, rather than the layout's
+    /// default.
+    named: bool,
+    table: Arc<Table>,
 }
 
-/// A table's name, and the statements built from it.
+/// The table's name, and the chosen layout's operations on it.
 struct Table {
-    name: TableName,
     display: String,
-    sql: Statements,
+    backend: Arc<dyn Backend>,
 }
 
 impl Table {
-    fn new(name: TableName) -> Self {
+    fn new(layout: Layout, name: TableName) -> Self {
         Self {
             display: name.to_string(),
-            sql: Statements::new(&name),
-            name,
+            backend: layout.backend(name),
         }
     }
 }
 
 impl PostgresStore {
-    /// The table sessions are kept in unless told otherwise.
-    pub const DEFAULT_TABLE_NAME: &'static str = "sessio_sessions";
+    /// The table sessions are kept in unless told otherwise, in the default
+    /// [`Layout::Native`]. ([`Layout::ConnectPgSimple`] defaults to `session`: see
+    /// [`Layout::default_table_name`].)
+    pub const DEFAULT_TABLE_NAME: &'static str = native::DEFAULT_TABLE_NAME;
     /// The time limit of each operation unless told otherwise.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
     /// The most connections the pool [`connect`](Self::connect) builds opens at once.
     pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
     /// The time limit of [`connect`](Self::connect)'s first connection.
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-    /// The schema version [`migrate`](Self::migrate) brings the table to.
-    pub const SCHEMA_VERSION: i32 = migrate::LATEST_VERSION;
+    /// The schema version [`migrate`](Self::migrate) brings a [`Layout::Native`] table to.
+    pub const SCHEMA_VERSION: i32 = native::LATEST_VERSION;
 
     /// Connects to the database at `url` (`postgres://user:password@host:port/database`,
     /// with any option sqlx understands) and builds a pool of up to
@@ -122,7 +127,7 @@ impl PostgresStore {
         Ok(Self::from_pool(pool))
     }
 
-    /// A store on an existing pool, with the default table name and time limit.
+    /// A store on an existing pool, with the default layout, table name and time limit.
     ///
     /// ```no_run
     /// use sqlx::postgres::PgPoolOptions;
@@ -139,18 +144,52 @@ impl PostgresStore {
     /// # }
     /// ```
     pub fn from_pool(pool: PgPool) -> Self {
-        let name = TableName::parse(Self::DEFAULT_TABLE_NAME).expect("the default name is valid");
+        let layout = Layout::default();
         Self {
             pool,
-            table: Arc::new(Table::new(name)),
             timeout: Self::DEFAULT_TIMEOUT,
+            layout,
+            named: false,
+            table: Arc::new(Table::new(layout, default_table(layout))),
         }
     }
 
-    /// Keeps sessions in table `name` instead of
-    /// [`DEFAULT_TABLE_NAME`](Self::DEFAULT_TABLE_NAME): lowercase letters, digits and
-    /// underscores, not starting with a digit, at most 48 characters, optionally qualified
-    /// with a schema (`schema.table`).
+    /// Lays sessions out as `layout` says (by default [`Layout::Native`]): sessio's own
+    /// table, or connect-pg-simple's to share sessions with Node.
+    ///
+    /// Unless [`with_table_name`](Self::with_table_name) chose a table (before or after
+    /// this call), the table becomes the layout's default: `session` for
+    /// [`Layout::ConnectPgSimple`], as connect-pg-simple's.
+    ///
+    /// ```
+    /// use sessio_postgres::{Layout, PostgresStore};
+    ///
+    /// # fn demo(store: PostgresStore) -> Result<(), sessio_postgres::InvalidTableName> {
+    /// let shared = store.clone().with_layout(Layout::ConnectPgSimple);
+    /// assert_eq!(shared.layout(), Layout::ConnectPgSimple);
+    /// assert_eq!(shared.table_name(), "session");
+    ///
+    /// let named = store.with_layout(Layout::ConnectPgSimple).with_table_name("web.session")?;
+    /// assert_eq!(named.table_name(), "web.session");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_layout(mut self, layout: Layout) -> Self {
+        let name = if self.named {
+            self.table.backend.table().clone()
+        } else {
+            default_table(layout)
+        };
+        self.layout = layout;
+        self.table = Arc::new(Table::new(layout, name));
+        self
+    }
+
+    /// Keeps sessions in table `name` instead of the layout's default
+    /// ([`DEFAULT_TABLE_NAME`](Self::DEFAULT_TABLE_NAME), or `session` for
+    /// [`Layout::ConnectPgSimple`]): lowercase letters, digits and underscores, not
+    /// starting with a digit, at most 48 characters, optionally qualified with a schema
+    /// (`schema.table`).
     ///
     /// Migrations are recorded in `{name}_migrations`, beside the table.
     ///
@@ -165,7 +204,8 @@ impl PostgresStore {
     /// # }
     /// ```
     pub fn with_table_name(mut self, name: &str) -> Result<Self, InvalidTableName> {
-        self.table = Arc::new(Table::new(TableName::parse(name)?));
+        self.table = Arc::new(Table::new(self.layout, TableName::parse(name)?));
+        self.named = true;
         Ok(self)
     }
 
@@ -181,12 +221,21 @@ impl PostgresStore {
         &self.table.display
     }
 
+    /// How sessions are laid out: see [`with_layout`](Self::with_layout).
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
     /// The connection pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
     /// Creates or upgrades the sessions table (and the schema, if named and missing).
+    ///
+    /// In [`Layout::ConnectPgSimple`], creates connect-pg-simple's table and index only if
+    /// the table does not exist (as connect-pg-simple's `createTableIfMissing`): a table
+    /// Node created is used as it is.
     ///
     /// Each migration is applied once, in its own transaction, and recorded in
     /// `{table}_migrations`; an advisory lock derived from the table name makes processes
@@ -201,130 +250,41 @@ impl PostgresStore {
     /// # }
     /// ```
     pub async fn migrate(&self) -> Result<(), MigrateError> {
-        migrate::migrate(&self.pool, &self.table.name).await
+        let backend = &self.table.backend;
+        migrate::migrate(&self.pool, backend.table(), backend.migrations()).await
     }
 
-    /// Runs `operation` within the time limit.
-    async fn bounded<T>(
-        &self,
-        operation: impl std::future::Future<Output = Result<T, sqlx::Error>> + Send,
-    ) -> Result<T, StoreError> {
-        with_timeout(self.timeout, async { operation.await.map_err(store_error) }).await
+    /// Where operations run.
+    fn db(&self) -> Db<'_> {
+        Db {
+            pool: &self.pool,
+            timeout: self.timeout,
+        }
     }
+}
+
+/// The default table of `layout`.
+fn default_table(layout: Layout) -> TableName {
+    TableName::parse(layout.default_table_name()).expect("the default names are valid")
 }
 
 impl fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresStore")
             .field("table", &self.table.display)
+            .field("layout", &self.layout)
             .finish_non_exhaustive()
     }
-}
-
-/// A [`Meta`] as bind parameters.
-struct MetaParams {
-    created_at: i64,
-    last_active: i64,
-    expires_at: i64,
-    idle_timeout_ms: Option<i64>,
-    absolute_lifetime_ms: Option<i64>,
-}
-
-fn duration_millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-impl From<&Meta> for MetaParams {
-    fn from(meta: &Meta) -> Self {
-        Self {
-            created_at: unix_millis(meta.created_at),
-            last_active: unix_millis(meta.last_active),
-            expires_at: unix_millis(meta.expires_at),
-            idle_timeout_ms: meta.expiry.map(|e| duration_millis(e.idle_timeout())),
-            absolute_lifetime_ms: meta.expiry.map(|e| duration_millis(e.absolute_lifetime())),
-        }
-    }
-}
-
-fn corrupt(reason: &'static str) -> StoreError {
-    StoreError::Decode(Box::new(CorruptRow(reason)))
-}
-
-fn non_negative(millis: i64, reason: &'static str) -> Result<Duration, StoreError> {
-    u64::try_from(millis)
-        .map(Duration::from_millis)
-        .map_err(|_| corrupt(reason))
-}
-
-/// Reads a row of the load query.
-fn decode(row: &PgRow) -> Result<Record, StoreError> {
-    let Json(data): Json<Data> = row.try_get(0).map_err(store_error)?;
-    let created_at: i64 = row.try_get(1).map_err(store_error)?;
-    let last_active: i64 = row.try_get(2).map_err(store_error)?;
-    let expires_at: i64 = row.try_get(3).map_err(store_error)?;
-    let idle: Option<i64> = row.try_get(4).map_err(store_error)?;
-    let absolute: Option<i64> = row.try_get(5).map_err(store_error)?;
-    let expiry = match (idle, absolute) {
-        (None, None) => None,
-        (Some(idle), Some(absolute)) => Some(Expiry::new(
-            non_negative(idle, "negative idle_timeout_ms")?,
-            non_negative(absolute, "negative absolute_lifetime_ms")?,
-        )),
-        _ => {
-            return Err(corrupt(
-                "idle_timeout_ms and absolute_lifetime_ms must be both set or both NULL",
-            ))
-        }
-    };
-    Ok(Record {
-        data,
-        meta: Meta {
-            created_at: from_unix_millis(created_at),
-            last_active: from_unix_millis(last_active),
-            expires_at: from_unix_millis(expires_at),
-            expiry,
-        },
-    })
 }
 
 #[async_trait]
 impl SessionStore for PostgresStore {
     async fn create(&self, id: &SessionId, record: &Record) -> Result<CreateOutcome, StoreError> {
-        let key = storage_key(id);
-        let meta = MetaParams::from(&record.meta);
-        // The caller's time: `last_active` of a new record is now.
-        let now = unix_millis(record.meta.last_active);
-        let result = self
-            .bounded(
-                sqlx::query(&self.table.sql.create)
-                    .bind(&key[..])
-                    .bind(Json(&record.data))
-                    .bind(meta.created_at)
-                    .bind(meta.last_active)
-                    .bind(meta.expires_at)
-                    .bind(meta.idle_timeout_ms)
-                    .bind(meta.absolute_lifetime_ms)
-                    .bind(now)
-                    .execute(&self.pool),
-            )
-            .await?;
-        Ok(match result.rows_affected() {
-            0 => CreateOutcome::IdTaken,
-            _ => CreateOutcome::Created,
-        })
+        self.table.backend.create(self.db(), id, record).await
     }
 
     async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
-        let key = storage_key(id);
-        let row = self
-            .bounded(
-                sqlx::query(&self.table.sql.load)
-                    .bind(&key[..])
-                    .bind(unix_millis(now))
-                    .fetch_optional(&self.pool),
-            )
-            .await?;
-        row.as_ref().map(decode).transpose()
+        self.table.backend.load(self.db(), id, now).await
     }
 
     async fn update(
@@ -333,102 +293,27 @@ impl SessionStore for PostgresStore {
         changes: &Changes,
         meta: &Meta,
     ) -> Result<WriteOutcome, StoreError> {
-        let key = storage_key(id);
-        let mut set = Data::new();
-        let mut removed = Vec::new();
-        for (name, value) in changes.iter() {
-            match value {
-                Some(value) => {
-                    set.insert(name.to_owned(), value.clone());
-                }
-                None => removed.push(name),
-            }
-        }
-        let now = unix_millis(meta.last_active);
-        let meta = MetaParams::from(meta);
-        let result = self
-            .bounded(
-                sqlx::query(&self.table.sql.update)
-                    .bind(&key[..])
-                    .bind(changes.clears_all())
-                    .bind(&removed)
-                    .bind(Json(&set))
-                    .bind(meta.created_at)
-                    .bind(meta.last_active)
-                    .bind(meta.expires_at)
-                    .bind(meta.idle_timeout_ms)
-                    .bind(meta.absolute_lifetime_ms)
-                    .bind(now)
-                    .execute(&self.pool),
-            )
-            .await?;
-        Ok(written(result.rows_affected()))
+        self.table
+            .backend
+            .update(self.db(), id, changes, meta)
+            .await
     }
 
     async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
-        let key = storage_key(id);
-        let now = unix_millis(meta.last_active);
-        let meta = MetaParams::from(meta);
-        let result = self
-            .bounded(
-                sqlx::query(&self.table.sql.touch)
-                    .bind(&key[..])
-                    .bind(meta.created_at)
-                    .bind(meta.last_active)
-                    .bind(meta.expires_at)
-                    .bind(meta.idle_timeout_ms)
-                    .bind(meta.absolute_lifetime_ms)
-                    .bind(now)
-                    .execute(&self.pool),
-            )
-            .await?;
-        Ok(written(result.rows_affected()))
+        self.table.backend.touch(self.db(), id, meta).await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        let key = storage_key(id);
-        self.bounded(
-            sqlx::query(&self.table.sql.delete)
-                .bind(&key[..])
-                .execute(&self.pool),
-        )
-        .await?;
-        Ok(())
+        self.table.backend.delete(self.db(), id).await
     }
 
     /// Deletes in batches of 1000 rows, each its own statement within the time limit, so
     /// that a large backlog neither holds long locks nor fails as one slow operation.
     async fn delete_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
-        let now = unix_millis(now);
-        let mut removed = 0;
-        loop {
-            let batch = self
-                .bounded(
-                    sqlx::query(&self.table.sql.delete_expired)
-                        .bind(now)
-                        .bind(DELETE_BATCH)
-                        .execute(&self.pool),
-                )
-                .await?
-                .rows_affected();
-            removed += batch;
-            if batch < DELETE_BATCH as u64 {
-                return Ok(removed);
-            }
-        }
+        self.table.backend.delete_expired(self.db(), now).await
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
-        let count: i64 = self
-            .bounded(sqlx::query_scalar(&self.table.sql.count).fetch_one(&self.pool))
-            .await?;
-        u64::try_from(count).map_err(|_| corrupt("negative count"))
-    }
-}
-
-fn written(rows: u64) -> WriteOutcome {
-    match rows {
-        0 => WriteOutcome::NotFound,
-        _ => WriteOutcome::Applied,
+        self.table.backend.count(self.db()).await
     }
 }

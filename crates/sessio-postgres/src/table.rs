@@ -1,9 +1,11 @@
-//! The table a store keeps its sessions in: name validation and the SQL built from it.
+//! The table a store keeps its sessions in: name validation, the names derived from it,
+//! and SQL helpers shared by the layouts.
 
 use std::fmt;
 
 /// The longest table name accepted: PostgreSQL truncates identifiers at 63 bytes, and the
-/// longest name derived from the table's, `{table}_expires_at_idx`, adds 15.
+/// longest name derived from the table's, `{table}_expires_at_idx`, adds 15 (the others:
+/// `{table}_migrations` 11, `IDX_{table}_expire` 11, `{table}_pkey` 5).
 pub(crate) const MAX_TABLE_LEN: usize = 48;
 /// The longest schema name accepted: PostgreSQL's identifier limit.
 pub(crate) const MAX_SCHEMA_LEN: usize = 63;
@@ -107,6 +109,18 @@ impl TableName {
         format!("\"{}_expires_at_idx\"", self.table)
     }
 
+    /// The name of the connect-pg-simple layout's index on `expire` (unqualified),
+    /// quoted for SQL: `"IDX_session_expire"` for connect-pg-simple's `session` table.
+    pub(crate) fn expire_index_quoted(&self) -> String {
+        format!("\"IDX_{}_expire\"", self.table)
+    }
+
+    /// The name of the connect-pg-simple layout's primary key constraint (unqualified),
+    /// quoted for SQL: `"session_pkey"` for connect-pg-simple's `session` table.
+    pub(crate) fn primary_key_quoted(&self) -> String {
+        format!("\"{}_pkey\"", self.table)
+    }
+
     /// The advisory-lock key that serializes migrations of this table across processes.
     pub(crate) fn lock_key(&self) -> i64 {
         lock_key(&format!("sessio-postgres:table:{self}"))
@@ -152,7 +166,7 @@ impl fmt::Debug for TableName {
 /// as seconds, rounded to the microsecond. (`to_timestamp($1 / 1000.0)` and
 /// `$1 * interval '1 millisecond'` both go through a double and lose microseconds on
 /// large values.)
-fn from_millis(param: &str) -> String {
+pub(crate) fn from_millis(param: &str) -> String {
     format!(
         "('epoch'::timestamptz + make_interval(hours => ({param} / 3600000)::int, \
          secs => ({param} % 3600000)::float8 / 1000))"
@@ -160,90 +174,12 @@ fn from_millis(param: &str) -> String {
 }
 
 /// SQL for the Unix milliseconds of timestamp column `column`, as bigint.
-fn to_millis(column: &str) -> String {
+pub(crate) fn to_millis(column: &str) -> String {
     format!("(extract(epoch from {column}) * 1000)::bigint")
-}
-
-/// Every statement a store runs, built once per table name.
-#[derive(Debug)]
-pub(crate) struct Statements {
-    pub(crate) create: String,
-    pub(crate) load: String,
-    pub(crate) update: String,
-    pub(crate) touch: String,
-    pub(crate) delete: String,
-    pub(crate) delete_expired: String,
-    pub(crate) count: String,
 }
 
 /// Rows `delete_expired` removes per statement.
 pub(crate) const DELETE_BATCH: i64 = 1000;
-
-impl Statements {
-    pub(crate) fn new(table: &TableName) -> Self {
-        let t = table.quoted();
-        Self {
-            // $1 id, $2 data, $3..$5 timestamps, $6..$7 expiry, $8 now. An expired record
-            // under the same key counts as absent and is replaced.
-            create: format!(
-                "INSERT INTO {t} AS t (id, data, created_at, last_active, expires_at, \
-                 idle_timeout_ms, absolute_lifetime_ms) \
-                 VALUES ($1, $2, {created}, {last_active}, {expires_at}, $6, $7) \
-                 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, \
-                 created_at = EXCLUDED.created_at, last_active = EXCLUDED.last_active, \
-                 expires_at = EXCLUDED.expires_at, idle_timeout_ms = EXCLUDED.idle_timeout_ms, \
-                 absolute_lifetime_ms = EXCLUDED.absolute_lifetime_ms \
-                 WHERE t.expires_at <= {now}",
-                created = from_millis("$3"),
-                last_active = from_millis("$4"),
-                expires_at = from_millis("$5"),
-                now = from_millis("$8"),
-            ),
-            // $1 id, $2 now.
-            load: format!(
-                "SELECT data, {created}, {last_active}, {expires_at}, idle_timeout_ms, \
-                 absolute_lifetime_ms FROM {t} WHERE id = $1 AND expires_at > {now}",
-                created = to_millis("created_at"),
-                last_active = to_millis("last_active"),
-                expires_at = to_millis("expires_at"),
-                now = from_millis("$2"),
-            ),
-            // $1 id, $2 clear, $3 removed keys, $4 set keys, $5..$7 timestamps,
-            // $8..$9 expiry, $10 now. One statement: the row lock makes concurrent updates
-            // apply one after the other, each to the data the previous one left.
-            update: format!(
-                "UPDATE {t} SET \
-                 data = (CASE WHEN $2 THEN '{{}}'::jsonb ELSE data END - $3::text[]) || $4::jsonb, \
-                 created_at = {created}, last_active = {last_active}, expires_at = {expires_at}, \
-                 idle_timeout_ms = $8, absolute_lifetime_ms = $9 \
-                 WHERE id = $1 AND expires_at > {now}",
-                created = from_millis("$5"),
-                last_active = from_millis("$6"),
-                expires_at = from_millis("$7"),
-                now = from_millis("$10"),
-            ),
-            // $1 id, $2..$4 timestamps, $5..$6 expiry, $7 now.
-            touch: format!(
-                "UPDATE {t} SET created_at = {created}, last_active = {last_active}, \
-                 expires_at = {expires_at}, idle_timeout_ms = $5, absolute_lifetime_ms = $6 \
-                 WHERE id = $1 AND expires_at > {now}",
-                created = from_millis("$2"),
-                last_active = from_millis("$3"),
-                expires_at = from_millis("$4"),
-                now = from_millis("$7"),
-            ),
-            delete: format!("DELETE FROM {t} WHERE id = $1"),
-            // $1 now, $2 batch size. SKIP LOCKED lets several instances sweep at once
-            // without waiting on each other.
-            delete_expired: format!(
-                "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= {now} \
-                 LIMIT $2 FOR UPDATE SKIP LOCKED)",
-                now = from_millis("$1"),
-            ),
-            count: format!("SELECT count(*) FROM {t}"),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -268,6 +204,10 @@ mod tests {
             TableName::parse("sessions").unwrap().expires_index_quoted(),
             "\"sessions_expires_at_idx\""
         );
+        // connect-pg-simple's own names, for its own table.
+        let session = TableName::parse("app.session").unwrap();
+        assert_eq!(session.expire_index_quoted(), "\"IDX_session_expire\"");
+        assert_eq!(session.primary_key_quoted(), "\"session_pkey\"");
     }
 
     #[test]
@@ -301,6 +241,8 @@ mod tests {
         // Quotes excluded.
         assert!(longest.migrations_quoted().len() - 2 <= 63);
         assert!(longest.expires_index_quoted().len() - 2 <= 63);
+        assert!(longest.expire_index_quoted().len() - 2 <= 63);
+        assert!(longest.primary_key_quoted().len() - 2 <= 63);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use sessio::store::{
 };
 use sessio::{Clock, Expiry, IdGenerator, ManualClock, RandomIdGenerator, SessionStore};
 use sessio_postgres::PostgresStore;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgPoolOptions;
 
 fn data(value: serde_json::Value) -> Data {
     value.as_object().cloned().expect("an object")
@@ -78,11 +78,23 @@ async fn millisecond_timestamps_round_trip_exactly_in_any_time_zone() {
         .await
         .expect("migrate");
     // Connections in a zone with daylight saving time: conversions must not depend on it.
-    let options: PgConnectOptions = url.parse().unwrap();
+    // (sqlx starts every connection in UTC, overriding a startup `options=-c TimeZone=`:
+    // the zone is set once connected.)
     let pool = PgPoolOptions::new()
-        .connect_with(options.options([("timezone", "America/New_York")]))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(conn, "SET TimeZone = 'America/New_York'").await?;
+                Ok(())
+            })
+        })
+        .connect(&url)
         .await
         .unwrap();
+    let zone: String = sqlx::query_scalar("SHOW TimeZone")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(zone, "America/New_York");
     let store = PostgresStore::from_pool(pool)
         .with_table_name(&table)
         .unwrap();

@@ -53,6 +53,44 @@ async fn valid_table_names_are_kept() {
 async fn debug_shows_the_table_name_only() {
     let store = store().with_table_name("app.sessions").unwrap();
     let debug = format!("{store:?}");
-    assert_eq!(debug, "PostgresStore { table: \"app.sessions\", .. }");
+    assert_eq!(
+        debug,
+        "PostgresStore { table: \"app.sessions\", layout: Native, .. }"
+    );
     assert!(!debug.contains("nobody"), "{debug}");
+}
+
+#[tokio::test]
+async fn the_layout_picks_the_default_table_unless_one_was_named() {
+    use sessio_postgres::Layout;
+
+    assert_eq!(store().layout(), Layout::Native);
+    let shared = store().with_layout(Layout::ConnectPgSimple);
+    assert_eq!(shared.layout(), Layout::ConnectPgSimple);
+    assert_eq!(shared.table_name(), "session");
+    assert_eq!(
+        Layout::ConnectPgSimple.default_table_name(),
+        shared.table_name()
+    );
+    // Back to native: back to its default.
+    assert_eq!(
+        shared.with_layout(Layout::Native).table_name(),
+        PostgresStore::DEFAULT_TABLE_NAME
+    );
+    // A chosen name stays, whichever comes first.
+    let named_first = store()
+        .with_table_name("app.web_sessions")
+        .unwrap()
+        .with_layout(Layout::ConnectPgSimple);
+    assert_eq!(named_first.table_name(), "app.web_sessions");
+    let named_after = store()
+        .with_layout(Layout::ConnectPgSimple)
+        .with_table_name("app.session")
+        .unwrap();
+    assert_eq!(named_after.table_name(), "app.session");
+    assert_eq!(named_after.layout(), Layout::ConnectPgSimple);
+    assert_eq!(
+        format!("{named_after:?}"),
+        "PostgresStore { table: \"app.session\", layout: ConnectPgSimple, .. }"
+    );
 }

@@ -114,8 +114,21 @@ impl KeyRing {
         false
     }
 
-    /// `s:<id>.<mac>`, signed with the current secret (not yet percent-encoded).
-    pub(crate) fn sign(&self, id: &SessionId) -> String {
+    /// The signed cookie value for `id`: `s:<id>.<mac>`, signed with the current secret,
+    /// before percent-encoding (express-session's format).
+    ///
+    /// ```
+    /// use sessio::{KeyRing, SessionId};
+    ///
+    /// let keys = KeyRing::new(["a secret of at least thirty-two bytes"])?;
+    /// let id = SessionId::from("abc");
+    /// let signed = keys.sign(&id);
+    /// assert!(signed.starts_with("s:abc."));
+    /// assert_eq!(keys.verify(&signed), Some(id));
+    /// assert_eq!(keys.verify("s:abc.forged"), None);
+    /// # Ok::<(), sessio::SecretError>(())
+    /// ```
+    pub fn sign(&self, id: &SessionId) -> String {
         let id = id.as_str();
         let mut out = String::with_capacity(2 + id.len() + 1 + MAC_LEN);
         out.push_str("s:");
@@ -125,8 +138,14 @@ impl KeyRing {
         out
     }
 
-    /// Checks a decoded cookie value; `None` for anything unsigned or forged.
-    pub(crate) fn verify(&self, value: &str) -> Option<Verified> {
+    /// The id in a signed value (as [`sign`](Self::sign) makes it), if any of the secrets
+    /// signed it; `None` for anything unsigned or forged. Comparison is constant-time.
+    pub fn verify(&self, value: &str) -> Option<SessionId> {
+        self.check(value).map(|verified| verified.id)
+    }
+
+    /// [`verify`](Self::verify), also telling whether an older secret signed it.
+    pub(crate) fn check(&self, value: &str) -> Option<Verified> {
         let signed = value.strip_prefix("s:")?;
         let (id, given) = signed.rsplit_once('.')?;
         if given.len() != MAC_LEN {
@@ -191,7 +210,7 @@ mod tests {
             ("/foo", "s:/foo.paEKBtAHbV5s1IB8B2zPnzAgYmmnRPIqObW4VRYj/MQ"),
         ] {
             assert_eq!(keys.sign(&SessionId::from(id)), value);
-            let verified = keys.verify(value).expect("golden vector verifies");
+            let verified = keys.check(value).expect("golden vector verifies");
             assert_eq!(verified.id.as_str(), id);
             assert!(!verified.rotated);
         }
@@ -219,7 +238,7 @@ mod tests {
             );
             let header = format!("connect.sid={sent}");
             let value = crate::cookie::find_cookie([header.as_bytes()], "connect.sid").unwrap();
-            assert_eq!(keys.verify(&value).unwrap().id.as_str(), id);
+            assert_eq!(keys.check(&value).unwrap().id.as_str(), id);
         }
     }
 
@@ -244,15 +263,15 @@ mod tests {
         let rotated = KeyRing::new([SECRET_A, SECRET_B]).unwrap();
         let id = SessionId::from("some-id");
         let old_cookie = old.sign(&id);
-        let verified = rotated.verify(&old_cookie).unwrap();
+        let verified = rotated.check(&old_cookie).unwrap();
         assert_eq!(verified.id, id);
         assert!(verified.rotated);
         assert_ne!(rotated.sign(&id), old_cookie);
-        assert!(!rotated.verify(&rotated.sign(&id)).unwrap().rotated);
+        assert!(!rotated.check(&rotated.sign(&id)).unwrap().rotated);
         // Dropping the old secret ends its cookies.
         assert!(KeyRing::new([SECRET_A])
             .unwrap()
-            .verify(&old_cookie)
+            .check(&old_cookie)
             .is_none());
     }
 
@@ -269,7 +288,7 @@ mod tests {
             "s:some-id.",
             "S:some-id.D8Y+pkTAmeR0PobOhY4G97PRW+j7bUnP/5m6/On1MCU",
         ] {
-            assert!(keys.verify(value).is_none(), "{value:?} must not verify");
+            assert!(keys.check(value).is_none(), "{value:?} must not verify");
         }
     }
 
@@ -286,7 +305,7 @@ mod tests {
         fn sign_then_verify_round_trips(id in "\\PC{0,64}") {
             let keys = KeyRing::new([SECRET_A, SECRET_B]).unwrap();
             let id = SessionId::from(id);
-            let verified = keys.verify(&keys.sign(&id)).unwrap();
+            let verified = keys.check(&keys.sign(&id)).unwrap();
             prop_assert_eq!(verified.id, id);
         }
 
@@ -299,14 +318,14 @@ mod tests {
             prop_assume!(bytes[at] != byte);
             bytes[at] = byte;
             if let Ok(tampered) = String::from_utf8(bytes) {
-                prop_assert!(keys.verify(&tampered).is_none());
+                prop_assert!(keys.check(&tampered).is_none());
             }
         }
 
         #[test]
         fn arbitrary_values_never_panic(value in any::<String>()) {
             let keys = KeyRing::new([SECRET_A]).unwrap();
-            let _ = keys.verify(&value);
+            let _ = keys.check(&value);
         }
     }
 }

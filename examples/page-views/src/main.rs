@@ -16,7 +16,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use sessio::{Compatibility, ExpiredCleanup, KeyRing, MemoryStore, SessionLayer, SessionStore, SystemClock};
+use sessio::{
+    Compatibility, ExpiredCleanup, KeyRing, MemoryStore, SessionLayer, SessionStore, SystemClock,
+};
 use sessio_postgres::{Layout as PostgresLayout, PostgresStore};
 use sessio_redis::{Layout as RedisLayout, RedisStore};
 use sessio_sqlite::SqliteStore;

@@ -5,7 +5,7 @@
 
 use sessio::store::storage_key;
 use sessio::{IdGenerator, RandomIdGenerator};
-use sessio_postgres::PostgresStore;
+use sessio_postgres::{Layout, PostgresStore};
 use sqlx::{Connection, PgConnection};
 
 /// The variable naming the PostgreSQL server the tests run against.
@@ -28,6 +28,16 @@ pub async fn store(url: &str, table: &str) -> PostgresStore {
     PostgresStore::connect(url)
         .await
         .expect("connect to the test database")
+        .with_table_name(table)
+        .expect("valid table name")
+}
+
+/// A store in the connect-pg-simple layout, on its own pool, keeping sessions in `table`.
+pub async fn cps_store(url: &str, table: &str) -> PostgresStore {
+    PostgresStore::connect(url)
+        .await
+        .expect("connect to the test database")
+        .with_layout(Layout::ConnectPgSimple)
         .with_table_name(table)
         .expect("valid table name")
 }
@@ -61,6 +71,13 @@ impl Cleanup {
             url,
             format!("DROP TABLE IF EXISTS \"{table}\", \"{table}_migrations\""),
         )
+    }
+}
+
+impl Cleanup {
+    /// Drops `schema` and everything in it when dropped.
+    pub fn schema(url: &str, schema: &str) -> Self {
+        Self::new(url, format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
     }
 }
 
