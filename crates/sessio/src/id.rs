@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -21,38 +21,60 @@ use subtle::ConstantTimeEq;
 /// assert_eq!(id.as_str(), "abc");
 /// assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
 /// ```
-#[derive(Clone, Eq)]
-pub struct SessionId(Arc<str>);
+#[derive(Clone)]
+pub struct SessionId(Arc<Inner>);
+
+struct Inner {
+    raw: Box<str>,
+    /// Its storage key, computed once however many store calls a request makes.
+    storage_key: OnceLock<[u8; 32]>,
+}
 
 impl SessionId {
     /// The raw id. Treat it as a secret.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.0.raw
+    }
+
+    /// The SHA-256 of the id; see [`storage_key`](crate::store::storage_key).
+    pub(crate) fn storage_key(&self) -> [u8; 32] {
+        *self.0.storage_key.get_or_init(|| {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(self.as_str().as_bytes()).into()
+        })
     }
 }
 
 impl From<String> for SessionId {
     fn from(value: String) -> Self {
-        Self(value.into())
+        Self::from(value.as_str())
     }
 }
 
 impl From<&str> for SessionId {
     fn from(value: &str) -> Self {
-        Self(value.into())
+        Self(Arc::new(Inner {
+            raw: value.into(),
+            storage_key: OnceLock::new(),
+        }))
     }
 }
 
 impl PartialEq for SessionId {
     // Ids are credentials: compare them without leaking where they differ.
     fn eq(&self, other: &Self) -> bool {
-        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+        self.as_str()
+            .as_bytes()
+            .ct_eq(other.as_str().as_bytes())
+            .into()
     }
 }
 
+impl Eq for SessionId {}
+
 impl Hash for SessionId {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
+        self.as_str().hash(state);
     }
 }
 

@@ -23,10 +23,11 @@ pub enum NewSessions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum CookieRefresh {
-    /// When the session is new or got a new id, or when its expiry moved and the cookie
-    /// is persistent (the default).
+    /// When the browser needs a new cookie (the default): for a new session or id, a new
+    /// per-session expiry, or a cookie signed with an older secret; in express-session
+    /// compatibility also whenever the idle deadline moves, as express-session does.
     #[default]
-    WhenExpiryMoves,
+    WhenNeeded,
     /// On every response for a session the handler used.
     EveryResponse,
 }

@@ -77,6 +77,8 @@ struct State {
     touch_requested: bool,
     /// The stored expiry moved during this request.
     expiry_moved: bool,
+    /// The handler gave the session its own expiry during this request.
+    expiry_set: bool,
     /// The session got a new id (created or regenerated) during this request.
     id_changed: bool,
     /// The browser's cookie refers to a session that no longer exists.
@@ -142,6 +144,7 @@ impl Session {
         let keep = State {
             loaded: true,
             expiry_moved: state.expiry_moved,
+            expiry_set: state.expiry_set,
             id_changed: state.id_changed,
             cookie_dead: state.cookie_dead,
             ..State::default()
@@ -246,6 +249,7 @@ impl Session {
         let mut state = self.state().await?;
         state.expiry = Some(expiry);
         state.expiry_changed = true;
+        state.expiry_set = true;
         Ok(())
     }
 
@@ -491,12 +495,31 @@ impl Session {
             .cookie
             .as_ref()
             .is_some_and(|c| c.rotated && c.id == id);
+        // A native cookie lasts until the session's absolute deadline (the server ends it
+        // earlier if it idles), so only a new id or a new expiry needs a new cookie. An
+        // express cookie follows the idle deadline, re-sent whenever it moves, as
+        // express-session's does.
+        let express = settings.compatibility == Compatibility::ExpressSession;
+        let moved = if express {
+            state.expiry_moved
+        } else {
+            state.expiry_set
+        };
         let send = settings.cookie_refresh == CookieRefresh::EveryResponse
             || state.id_changed
             || rotated
-            || (state.expiry_moved && cookie.lifetime() == CookieLifetime::Persistent);
+            || (moved && cookie.lifetime() == CookieLifetime::Persistent);
         Ok(send.then(|| {
-            let expires_at = state.meta.map_or(now, |meta| meta.expires_at);
+            let expires_at = match state.meta {
+                Some(meta) if !express => {
+                    let expiry = meta.expiry.unwrap_or(settings.expiry);
+                    meta.created_at
+                        .checked_add(expiry.absolute_lifetime())
+                        .unwrap_or(meta.expires_at)
+                }
+                Some(meta) => meta.expires_at,
+                None => now,
+            };
             cookie.set_cookie(&settings.keys.sign(&id), https, expires_at, now)
         }))
     }

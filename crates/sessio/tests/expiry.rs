@@ -68,8 +68,8 @@ async fn touches_are_cheap_and_at_most_once_per_interval() {
         updates,
         "a touch is not a rewrite"
     );
-    // The persistent cookie follows the new expiry.
-    assert_eq!(reply.attribute("Max-Age").as_deref(), Some("600"));
+    // The cookie already lasts until the absolute deadline: a touch sends none.
+    assert!(reply.session_cookie().is_none());
 
     browser.get(&app, "/get/page_views").await;
     assert_eq!(app.store.counts.touch.load(Ordering::SeqCst), 1);
@@ -101,9 +101,10 @@ async fn remember_me_overrides_expiry_per_session() {
     remembered.get(&app, "/").await;
     other.get(&app, "/").await;
     let reply = remembered.post(&app, "/remember-me").await;
+    // A new expiry: the cookie is re-sent to last the new absolute lifetime.
     assert_eq!(
         reply.attribute("Max-Age").as_deref(),
-        Some(&*(30 * 86_400).to_string())
+        Some(&*(90 * 86_400).to_string())
     );
 
     app.clock.advance(Duration::from_secs(86_400));
@@ -115,15 +116,19 @@ async fn remember_me_overrides_expiry_per_session() {
 }
 
 #[tokio::test]
-async fn cookie_max_age_is_the_time_left() {
+async fn the_cookie_lasts_until_the_absolute_deadline_and_is_not_resent_for_activity() {
     let app = app(|l| l.with_expiry(Expiry::new(30 * MINUTE, 40 * MINUTE)));
     let mut browser = Browser::default();
     let reply = browser.get(&app, "/").await;
-    assert_eq!(reply.attribute("Max-Age").as_deref(), Some("1800"));
+    assert_eq!(reply.attribute("Max-Age").as_deref(), Some("2400"));
     app.clock.advance(20 * MINUTE);
-    // Written again: the idle deadline moves, but only up to the absolute limit.
+    // Written again: the idle deadline moves on the server; the cookie already covers it.
     let reply = browser.get(&app, "/").await;
-    assert_eq!(reply.attribute("Max-Age").as_deref(), Some("1200"));
+    assert_eq!(reply.body, "Has visitado esta página 2 veces");
+    assert!(reply.session_cookie().is_none());
+    // The server still ends it after 30 idle minutes, cookie or not.
+    app.clock.advance(31 * MINUTE);
+    assert_eq!(browser.get(&app, "/").await.body, WELCOME);
 }
 
 #[tokio::test]

@@ -50,7 +50,8 @@ async fn cookie_has_secure_defaults_and_express_format() {
         reply.attribute("Secure").is_none(),
         "plain HTTP, secure=auto"
     );
-    assert_eq!(reply.attribute("Max-Age").as_deref(), Some("86400"));
+    // Until the absolute deadline: a week by default.
+    assert_eq!(reply.attribute("Max-Age").as_deref(), Some("604800"));
 }
 
 #[tokio::test]

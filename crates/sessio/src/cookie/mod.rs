@@ -57,8 +57,11 @@ pub enum Priority {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum CookieLifetime {
-    /// `Max-Age` and `Expires` follow the session's own expiry (the default), so the
-    /// browser drops the cookie when the server would refuse it anyway.
+    /// `Max-Age` and `Expires` reach the session's absolute deadline (the default): the
+    /// browser keeps the cookie as long as the session could live, the server still ends
+    /// the session sooner when it idles, and activity needs no new `Set-Cookie`. In
+    /// express-session compatibility they follow the idle deadline instead and are re-sent
+    /// whenever it moves, as express-session does.
     #[default]
     Persistent,
     /// No `Max-Age`/`Expires`: the browser drops the cookie when it closes. The session

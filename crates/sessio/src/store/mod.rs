@@ -34,8 +34,7 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// assert_eq!(key, storage_key(&SessionId::from("abc")));
 /// ```
 pub fn storage_key(id: &SessionId) -> [u8; 32] {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(id.as_str().as_bytes()).into()
+    id.storage_key()
 }
 
 /// Milliseconds since the Unix epoch (negative before it), as stores keep timestamps.
