@@ -9,16 +9,93 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use lru::LruCache;
 
+use serde_json::Value;
+
 use super::{
-    storage_key, Changes, CreateOutcome, Meta, Record, SessionStore, StoreError, WriteOutcome,
+    from_unix_millis, storage_key, unix_millis, Changes, CreateOutcome, Meta, Record, SessionStore,
+    StoreError, WriteOutcome,
 };
-use crate::SessionId;
+use crate::{Expiry, SessionId};
 
 /// Entries are filed under the hash of the id, never the id itself.
 type Key = [u8; 32];
 
 /// One lock's worth of sessions, least recently used first out.
-type Shard = LruCache<Key, Record, BuildHasherDefault<KeyHasher>>;
+type Shard = LruCache<Key, Entry, BuildHasherDefault<KeyHasher>>;
+
+/// A stored session, kept small: most of a session's memory should be its data.
+struct Entry {
+    /// Unix milliseconds, as every store keeps them.
+    created_at: i64,
+    last_active: i64,
+    expires_at: i64,
+    expiry: Option<Expiry>,
+    /// The data, sorted by key (the order of [`Data`](super::Data)); a map would cost hundreds of bytes
+    /// even for one key.
+    data: Box<[(Box<str>, Value)]>,
+}
+
+impl Entry {
+    fn new(record: &Record) -> Self {
+        Self {
+            created_at: unix_millis(record.meta.created_at),
+            last_active: unix_millis(record.meta.last_active),
+            expires_at: unix_millis(record.meta.expires_at),
+            expiry: record.meta.expiry,
+            data: record
+                .data
+                .iter()
+                .map(|(key, value)| (key.as_str().into(), value.clone()))
+                .collect(),
+        }
+    }
+
+    fn record(&self) -> Record {
+        Record {
+            data: self
+                .data
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.clone()))
+                .collect(),
+            meta: Meta {
+                created_at: from_unix_millis(self.created_at),
+                last_active: from_unix_millis(self.last_active),
+                expires_at: from_unix_millis(self.expires_at),
+                expiry: self.expiry,
+            },
+        }
+    }
+
+    fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires_at <= unix_millis(now)
+    }
+
+    fn set_meta(&mut self, meta: &Meta) {
+        self.created_at = unix_millis(meta.created_at);
+        self.last_active = unix_millis(meta.last_active);
+        self.expires_at = unix_millis(meta.expires_at);
+        self.expiry = meta.expiry;
+    }
+
+    fn apply(&mut self, changes: &Changes) {
+        let mut data = std::mem::take(&mut self.data).into_vec();
+        if changes.clears_all() {
+            data.clear();
+        }
+        for (key, value) in changes.iter() {
+            let found = data.binary_search_by(|(stored, _)| stored.as_ref().cmp(key));
+            match (found, value) {
+                (Ok(at), Some(value)) => data[at].1 = value.clone(),
+                (Ok(at), None) => {
+                    data.remove(at);
+                }
+                (Err(at), Some(value)) => data.insert(at, (key.into(), value.clone())),
+                (Err(_), None) => {}
+            }
+        }
+        self.data = data.into_boxed_slice();
+    }
+}
 
 /// Keys are SHA-256 digests already: uniformly spread, and not chosen by clients (only
 /// ids whose signature checked out reach a store). Hashing them again would only cost time,
@@ -149,15 +226,11 @@ impl fmt::Debug for MemoryStoreBuilder {
     }
 }
 
-fn is_expired(record: &Record, now: SystemTime) -> bool {
-    record.meta.expires_at <= now
-}
-
 /// Drops expired entries from the least recently used end, a few at a time.
 fn sweep_cold_end(shard: &mut Shard, now: SystemTime) {
     for _ in 0..SWEEP_PER_WRITE {
         match shard.peek_lru() {
-            Some((_, record)) if is_expired(record, now) => {
+            Some((_, entry)) if entry.is_expired(now) => {
                 shard.pop_lru();
             }
             _ => break,
@@ -166,11 +239,8 @@ fn sweep_cold_end(shard: &mut Shard, now: SystemTime) {
 }
 
 /// The live record for `id`, marking it recently used; an expired one is dropped.
-fn live<'a>(shard: &'a mut Shard, key: &Key, now: SystemTime) -> Option<&'a mut Record> {
-    if shard
-        .peek(key)
-        .is_some_and(|record| is_expired(record, now))
-    {
+fn live<'a>(shard: &'a mut Shard, key: &Key, now: SystemTime) -> Option<&'a mut Entry> {
+    if shard.peek(key).is_some_and(|entry| entry.is_expired(now)) {
         shard.pop(key);
         return None;
     }
@@ -187,14 +257,14 @@ impl SessionStore for MemoryStore {
         if live(&mut shard, &key, now).is_some() {
             return Ok(CreateOutcome::IdTaken);
         }
-        shard.push(key, record.clone());
+        shard.push(key, Entry::new(record));
         Ok(CreateOutcome::Created)
     }
 
     async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
         let key = storage_key(id);
         let mut shard = self.shard(&key);
-        Ok(live(&mut shard, &key, now).map(|record| record.clone()))
+        Ok(live(&mut shard, &key, now).map(|entry| entry.record()))
     }
 
     async fn update(
@@ -208,9 +278,9 @@ impl SessionStore for MemoryStore {
         let mut shard = self.shard(&key);
         sweep_cold_end(&mut shard, now);
         Ok(match live(&mut shard, &key, now) {
-            Some(record) => {
-                changes.apply(&mut record.data);
-                record.meta = *meta;
+            Some(entry) => {
+                entry.apply(changes);
+                entry.set_meta(meta);
                 WriteOutcome::Applied
             }
             None => WriteOutcome::NotFound,
@@ -222,8 +292,8 @@ impl SessionStore for MemoryStore {
         let key = storage_key(id);
         let mut shard = self.shard(&key);
         Ok(match live(&mut shard, &key, now) {
-            Some(record) => {
-                record.meta = *meta;
+            Some(entry) => {
+                entry.set_meta(meta);
                 WriteOutcome::Applied
             }
             None => WriteOutcome::NotFound,
@@ -242,7 +312,7 @@ impl SessionStore for MemoryStore {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
             let expired: Vec<Key> = shard
                 .iter()
-                .filter(|(_, record)| is_expired(record, now))
+                .filter(|(_, entry)| entry.is_expired(now))
                 .map(|(key, _)| *key)
                 .collect();
             for key in &expired {
