@@ -36,8 +36,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use cookie::time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 use serde_json::{Map, Value};
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 use crate::store::{Changes, Data, Meta, Record};
 use crate::Expiry;

@@ -5,7 +5,7 @@ mod parse;
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
-use cookie::time::OffsetDateTime;
+use time::OffsetDateTime;
 
 pub(crate) use parse::{encode_value, find_cookie};
 
@@ -263,16 +263,17 @@ impl CookieConfig {
             SecurePolicy::Auto => https,
         };
         // Browsers refuse `SameSite=None` and `Partitioned` cookies without `Secure`.
-        by_policy || self.partitioned || self.same_site(by_policy) == cookie::SameSite::None
+        by_policy || self.partitioned || self.same_site(by_policy) == "None"
     }
 
-    fn same_site(&self, secure: bool) -> cookie::SameSite {
+    /// The `SameSite` value for a cookie that is `Secure` (or not).
+    fn same_site(&self, secure: bool) -> &'static str {
         match self.same_site {
-            SameSite::Strict => cookie::SameSite::Strict,
-            SameSite::Lax => cookie::SameSite::Lax,
-            SameSite::None => cookie::SameSite::None,
-            SameSite::Auto if secure => cookie::SameSite::None,
-            SameSite::Auto => cookie::SameSite::Lax,
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+            SameSite::Auto if secure => "None",
+            SameSite::Auto => "Lax",
         }
     }
 
@@ -308,70 +309,78 @@ impl CookieConfig {
         now: SystemTime,
     ) -> String {
         let secure = self.is_secure(https);
+        let same_site = self.same_site(secure);
         let expires = max_age.map(|max_age| {
-            let secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
             let at = if max_age.is_zero() {
-                OffsetDateTime::UNIX_EPOCH
+                SystemTime::UNIX_EPOCH
             } else {
-                OffsetDateTime::from(now).saturating_add(cookie::time::Duration::seconds(secs))
+                now.checked_add(max_age).unwrap_or(now)
             };
-            (secs, at)
+            (max_age.as_secs(), http_date(at))
         });
+        // One pass, no formatter machinery: this runs for every new session.
+        let mut header = String::with_capacity(160 + value.len());
+        let mut attribute = |name: &str, value: &str| {
+            header.push_str("; ");
+            header.push_str(name);
+            if !value.is_empty() {
+                header.push('=');
+                header.push_str(value);
+            }
+        };
+        let domain = self.domain.as_deref();
+        let priority = self.priority.map(Priority::as_str);
+        let mut head = String::with_capacity(self.name.len() + 1 + value.len());
+        head.push_str(&self.name);
+        head.push('=');
+        head.push_str(&value);
         if self.express_format {
-            return self.render_like_express(&value, secure, expires.map(|(_, at)| at));
+            // express-session's order, and `Expires` without `Max-Age`.
+            if let Some(domain) = domain {
+                attribute("Domain", domain);
+            }
+            attribute("Path", &self.path);
+            if let Some((_, date)) = &expires {
+                attribute("Expires", date);
+            }
+            if self.http_only {
+                attribute("HttpOnly", "");
+            }
+            if secure {
+                attribute("Secure", "");
+            }
+            if self.partitioned {
+                attribute("Partitioned", "");
+            }
+            if let Some(priority) = priority {
+                attribute("Priority", priority);
+            }
+            attribute("SameSite", same_site);
+        } else {
+            if self.http_only {
+                attribute("HttpOnly", "");
+            }
+            attribute("SameSite", same_site);
+            if self.partitioned {
+                attribute("Partitioned", "");
+            }
+            if secure {
+                attribute("Secure", "");
+            }
+            attribute("Path", &self.path);
+            if let Some(domain) = domain {
+                attribute("Domain", domain);
+            }
+            if let Some((secs, date)) = &expires {
+                attribute("Max-Age", &secs.to_string());
+                attribute("Expires", date);
+            }
+            if let Some(priority) = priority {
+                attribute("Priority", priority);
+            }
         }
-        let mut builder = cookie::Cookie::build((self.name.as_ref(), value))
-            .path(self.path.as_ref())
-            .http_only(self.http_only)
-            .secure(secure)
-            .same_site(self.same_site(secure))
-            .partitioned(self.partitioned);
-        if let Some(domain) = &self.domain {
-            builder = builder.domain(domain.as_str());
-        }
-        if let Some((secs, at)) = expires {
-            builder = builder
-                .max_age(cookie::time::Duration::seconds(secs))
-                .expires(at);
-        }
-        let mut header = builder.build().to_string();
-        if let Some(priority) = self.priority {
-            header.push_str("; Priority=");
-            header.push_str(priority.as_str());
-        }
-        header
-    }
-
-    /// express-session's attribute order, and `Expires` without `Max-Age`.
-    fn render_like_express(
-        &self,
-        value: &str,
-        secure: bool,
-        expires: Option<OffsetDateTime>,
-    ) -> String {
-        use std::fmt::Write as _;
-        let mut header = format!("{}={value}", self.name);
-        if let Some(domain) = &self.domain {
-            let _ = write!(header, "; Domain={domain}");
-        }
-        let _ = write!(header, "; Path={}", self.path);
-        if let Some(at) = expires {
-            let _ = write!(header, "; Expires={}", http_date(at));
-        }
-        if self.http_only {
-            header.push_str("; HttpOnly");
-        }
-        if secure {
-            header.push_str("; Secure");
-        }
-        if self.partitioned {
-            header.push_str("; Partitioned");
-        }
-        if let Some(priority) = self.priority {
-            let _ = write!(header, "; Priority={}", priority.as_str());
-        }
-        let _ = write!(header, "; SameSite={}", self.same_site(secure));
-        header
+        head.push_str(&header);
+        head
     }
 }
 
@@ -386,8 +395,12 @@ impl Priority {
 }
 
 /// An IMF-fixdate (RFC 9110): `Thu, 01 Jan 1970 00:00:00 GMT`.
-fn http_date(at: OffsetDateTime) -> String {
-    let at = at.to_offset(cookie::time::UtcOffset::UTC);
+fn http_date(at: SystemTime) -> String {
+    let secs = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let at = OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     format!(
         "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
         &at.weekday().to_string()[..3],
@@ -490,7 +503,7 @@ mod tests {
             "id=v; Domain=example.com; Path=/; HttpOnly; Secure; Partitioned; Priority=High; SameSite=Lax"
         );
         assert_eq!(
-            http_date(OffsetDateTime::UNIX_EPOCH),
+            http_date(SystemTime::UNIX_EPOCH),
             "Thu, 01 Jan 1970 00:00:00 GMT"
         );
     }
