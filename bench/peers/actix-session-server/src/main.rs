@@ -39,11 +39,16 @@ async fn peek(session: Session) -> actix_web::Result<HttpResponse> {
     }))
 }
 
-async fn serve<S: SessionStore + Clone + 'static>(addr: &str, store: S) -> std::io::Result<()> {
+/// Serves the routes, with a store from `store` for the (one) worker.
+async fn serve<S, F>(addr: &str, store: F) -> std::io::Result<()>
+where
+    S: SessionStore + 'static,
+    F: Fn() -> S + Send + Clone + 'static,
+{
     HttpServer::new(move || {
         App::new()
             .wrap(
-                SessionMiddleware::builder(store.clone(), Key::from(SECRET))
+                SessionMiddleware::builder(store(), Key::from(SECRET))
                     .cookie_secure(false)
                     .build(),
             )
@@ -68,12 +73,12 @@ fn main() -> std::io::Result<()> {
     }
     actix_web::rt::System::new().block_on(async move {
         if store == "cookie" {
-            serve(&addr, CookieSessionStore::default()).await
+            serve(&addr, CookieSessionStore::default).await
         } else if store.starts_with("redis://") {
             let redis = RedisSessionStore::new(store.clone())
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-            serve(&addr, redis).await
+            serve(&addr, move || redis.clone()).await
         } else {
             Err(std::io::Error::other(format!("unknown store {store:?}")))
         }

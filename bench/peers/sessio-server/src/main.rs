@@ -88,6 +88,12 @@ async fn layer(url: &str) -> Result<SessionLayer, Error> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
+    // Warnings and errors (a failing store, say) to stderr; RUST_LOG overrides.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
     let args = args();
     let app = Router::new()
         .route("/", get(page_views))

@@ -38,7 +38,11 @@ async fn page_views(session: Session) -> Result<String, String> {
 
 async fn peek(session: Session) -> Result<String, String> {
     Ok(
-        match session.get::<u64>("page_views").await.map_err(|e| e.to_string())? {
+        match session
+            .get::<u64>("page_views")
+            .await
+            .map_err(|e| e.to_string())?
+        {
             Some(views) => format!("Visitas: {views}"),
             None => WELCOME.to_owned(),
         },
@@ -67,6 +71,12 @@ fn args() -> (SocketAddr, String) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
+    // Warnings and errors (a failing store, say) to stderr; RUST_LOG overrides.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
     let (addr, store) = args();
     let app = if store == "memory" {
         app(MemoryStore::default())
