@@ -261,7 +261,8 @@ where
         let mut this = self.project();
         if this.finishing.is_none() {
             let response = ready!(this.inner.as_mut().poll(cx))?;
-            let Some(session) = this.session.take() else {
+            // An unused session costs no store call, and no allocation either.
+            let Some(session) = this.session.take().filter(Session::is_used) else {
                 return Poll::Ready(Ok(response));
             };
             let server_error = response.status().is_server_error();

@@ -447,6 +447,11 @@ impl Session {
         Ok(())
     }
 
+    /// Whether the handler called any method: an unused session has nothing to finish.
+    pub(crate) fn is_used(&self) -> bool {
+        self.inner.used.load(Ordering::Relaxed)
+    }
+
     /// Writes what the request left pending and returns the `Set-Cookie` value to send,
     /// if any. Runs once, when the inner service has produced its response.
     pub(crate) async fn finish(
