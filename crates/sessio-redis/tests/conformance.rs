@@ -15,35 +15,39 @@ fn far_future() -> SystemTime {
     SystemTime::now() + Duration::from_secs(1000 * 86_400)
 }
 
+/// The suite on stores from `connect` under a fresh prefix; afterwards everything it left is
+/// swept by the far future.
+async fn conforms<F, Fut>(nodes: Vec<String>, connect: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = RedisStore>,
+{
+    let prefix = unique_prefix();
+    let cleanup = Cleanup::new(nodes, &prefix);
+    let with_prefix = || async {
+        connect()
+            .await
+            .with_key_prefix(&prefix)
+            .expect("valid prefix")
+    };
+    check_store(with_prefix).await;
+
+    let store = with_prefix().await;
+    let left = store.count().await.unwrap();
+    assert_eq!(store.delete_expired(far_future()).await.unwrap(), left);
+    assert_eq!(store.count().await.unwrap(), 0);
+    cleanup.finish();
+}
+
 #[tokio::test]
 async fn standalone_redis_conforms() {
     let Some(url) = service_url("SESSIO_TEST_REDIS_URL") else {
         return;
     };
-    let prefix = unique_prefix();
-    let cleanup = Cleanup::new(vec![url.clone()], &prefix);
-    check_store(|| {
-        let (url, prefix) = (url.clone(), prefix.clone());
-        async move {
-            RedisStore::connect(&url)
-                .await
-                .expect("connect to Redis")
-                .with_key_prefix(&prefix)
-                .expect("valid prefix")
-        }
+    conforms(vec![url.clone()], || async {
+        RedisStore::connect(&url).await.expect("connect to Redis")
     })
     .await;
-
-    // Everything the suite left expires by the far future, and is swept then.
-    let store = RedisStore::connect(&url)
-        .await
-        .unwrap()
-        .with_key_prefix(&prefix)
-        .unwrap();
-    let left = store.count().await.unwrap();
-    assert_eq!(store.delete_expired(far_future()).await.unwrap(), left);
-    assert_eq!(store.count().await.unwrap(), 0);
-    cleanup.finish();
 }
 
 #[tokio::test]
@@ -52,29 +56,12 @@ async fn redis_cluster_conforms() {
         return;
     };
     let urls = node_urls(&urls);
-    let prefix = unique_prefix();
-    let cleanup = Cleanup::new(urls.clone(), &prefix);
-    check_store(|| {
-        let (urls, prefix) = (urls.clone(), prefix.clone());
-        async move {
-            RedisStore::connect_cluster(&urls)
-                .await
-                .expect("connect to the Redis Cluster")
-                .with_key_prefix(&prefix)
-                .expect("valid prefix")
-        }
+    conforms(urls.clone(), || async {
+        RedisStore::connect_cluster(&urls)
+            .await
+            .expect("connect to the Redis Cluster")
     })
     .await;
-
-    let store = RedisStore::connect_cluster(&urls)
-        .await
-        .unwrap()
-        .with_key_prefix(&prefix)
-        .unwrap();
-    let left = store.count().await.unwrap();
-    assert_eq!(store.delete_expired(far_future()).await.unwrap(), left);
-    assert_eq!(store.count().await.unwrap(), 0);
-    cleanup.finish();
 }
 
 /// Sessions spread over every primary, and `count` and `delete_expired` find them all.

@@ -286,6 +286,21 @@ fn duration_millis(duration: Duration) -> i64 {
 }
 
 /// The meta columns, in the order every statement binds them.
+/// A statement taking the five meta columns, in schema order.
+trait BindMeta {
+    fn bind_meta(self, meta: &MetaColumns) -> Self;
+}
+
+impl<'q> BindMeta for sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    fn bind_meta(self, meta: &MetaColumns) -> Self {
+        self.bind(meta.created_at)
+            .bind(meta.last_active)
+            .bind(meta.expires_at)
+            .bind(meta.idle_timeout_ms)
+            .bind(meta.absolute_lifetime_ms)
+    }
+}
+
 struct MetaColumns {
     created_at: i64,
     last_active: i64,
@@ -370,11 +385,7 @@ impl SqliteStore {
     ) -> Result<WriteOutcome, StoreError> {
         let meta = MetaColumns::from(meta);
         let done = sqlx::query(&self.sql.touch)
-            .bind(meta.created_at)
-            .bind(meta.last_active)
-            .bind(meta.expires_at)
-            .bind(meta.idle_timeout_ms)
-            .bind(meta.absolute_lifetime_ms)
+            .bind_meta(&meta)
             .bind(&key[..])
             .bind(now)
             .execute(&self.pool)
@@ -395,11 +406,7 @@ impl SqliteStore {
         let meta = MetaColumns::from(meta);
         let done = sqlx::query(&self.sql.replace)
             .bind(data)
-            .bind(meta.created_at)
-            .bind(meta.last_active)
-            .bind(meta.expires_at)
-            .bind(meta.idle_timeout_ms)
-            .bind(meta.absolute_lifetime_ms)
+            .bind_meta(&meta)
             .bind(&key[..])
             .bind(now)
             .execute(&self.pool)
@@ -437,11 +444,7 @@ impl SqliteStore {
         let meta = MetaColumns::from(meta);
         sqlx::query(&self.sql.replace)
             .bind(data)
-            .bind(meta.created_at)
-            .bind(meta.last_active)
-            .bind(meta.expires_at)
-            .bind(meta.idle_timeout_ms)
-            .bind(meta.absolute_lifetime_ms)
+            .bind_meta(&meta)
             .bind(&key[..])
             .bind(now)
             .execute(&mut *tx)
@@ -463,11 +466,7 @@ impl SessionStore for SqliteStore {
             let done = sqlx::query(&self.sql.insert)
                 .bind(&key[..])
                 .bind(data)
-                .bind(meta.created_at)
-                .bind(meta.last_active)
-                .bind(meta.expires_at)
-                .bind(meta.idle_timeout_ms)
-                .bind(meta.absolute_lifetime_ms)
+                .bind_meta(&meta)
                 .bind(now)
                 .execute(&self.pool)
                 .await

@@ -150,6 +150,21 @@ impl Native {
 }
 
 /// A [`Meta`] as bind parameters.
+/// A statement taking the five meta parameters, in schema order.
+trait BindMeta {
+    fn bind_meta(self, meta: &MetaParams) -> Self;
+}
+
+impl<'q> BindMeta for sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    fn bind_meta(self, meta: &MetaParams) -> Self {
+        self.bind(meta.created_at)
+            .bind(meta.last_active)
+            .bind(meta.expires_at)
+            .bind(meta.idle_timeout_ms)
+            .bind(meta.absolute_lifetime_ms)
+    }
+}
+
 struct MetaParams {
     created_at: i64,
     last_active: i64,
@@ -236,11 +251,7 @@ impl Backend for Native {
                 sqlx::query(&self.sql.create)
                     .bind(&key[..])
                     .bind(Json(&record.data))
-                    .bind(meta.created_at)
-                    .bind(meta.last_active)
-                    .bind(meta.expires_at)
-                    .bind(meta.idle_timeout_ms)
-                    .bind(meta.absolute_lifetime_ms)
+                    .bind_meta(&meta)
                     .bind(now)
                     .execute(db.pool),
             )
@@ -293,11 +304,7 @@ impl Backend for Native {
                     .bind(changes.clears_all())
                     .bind(&removed)
                     .bind(Json(&set))
-                    .bind(meta.created_at)
-                    .bind(meta.last_active)
-                    .bind(meta.expires_at)
-                    .bind(meta.idle_timeout_ms)
-                    .bind(meta.absolute_lifetime_ms)
+                    .bind_meta(&meta)
                     .bind(now)
                     .execute(db.pool),
             )
@@ -318,11 +325,7 @@ impl Backend for Native {
             .bounded(
                 sqlx::query(&self.sql.touch)
                     .bind(&key[..])
-                    .bind(meta.created_at)
-                    .bind(meta.last_active)
-                    .bind(meta.expires_at)
-                    .bind(meta.idle_timeout_ms)
-                    .bind(meta.absolute_lifetime_ms)
+                    .bind_meta(&meta)
                     .bind(now)
                     .execute(db.pool),
             )
