@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use rand::Rng as _;
 use subtle::ConstantTimeEq;
 
 /// An opaque session id, as carried (signed) in the session cookie.
@@ -47,16 +48,22 @@ impl SessionId {
 
 impl From<String> for SessionId {
     fn from(value: String) -> Self {
-        Self::from(value.as_str())
+        Self::from(value.into_boxed_str())
+    }
+}
+
+impl From<Box<str>> for SessionId {
+    fn from(raw: Box<str>) -> Self {
+        Self(Arc::new(Inner {
+            raw,
+            storage_key: OnceLock::new(),
+        }))
     }
 }
 
 impl From<&str> for SessionId {
     fn from(value: &str) -> Self {
-        Self(Arc::new(Inner {
-            raw: value.into(),
-            storage_key: OnceLock::new(),
-        }))
+        Self::from(Box::<str>::from(value))
     }
 }
 
@@ -86,7 +93,8 @@ impl fmt::Debug for SessionId {
 
 /// Makes new session ids.
 ///
-/// The default, [`RandomIdGenerator`], draws 24 bytes from the operating system's CSPRNG.
+/// The default, [`RandomIdGenerator`], draws 24 bytes from a CSPRNG seeded by the operating
+/// system.
 /// A custom generator must produce at least 128 bits of unpredictable data per id.
 ///
 /// ```
@@ -108,7 +116,8 @@ pub trait IdGenerator: Send + Sync + 'static {
     fn generate(&self) -> SessionId;
 }
 
-/// Random ids from the OS CSPRNG, base64url-encoded without padding.
+/// Random ids from a CSPRNG (a per-thread ChaCha12 seeded and regularly reseeded from the
+/// operating system), base64url-encoded without padding.
 ///
 /// The default length is 24 bytes (192 bits, 32 characters), the same as express-session.
 ///
@@ -146,9 +155,10 @@ impl IdGenerator for RandomIdGenerator {
     fn generate(&self) -> SessionId {
         let mut buf = [0u8; Self::MAX_BYTES];
         let buf = &mut buf[..self.bytes];
-        // Without an OS random source no session can be safe; there is nothing sane to
-        // fall back to.
-        getrandom::fill(buf).expect("the operating system's random number generator failed");
+        // A ChaCha12 stream per thread, seeded (and reseeded every 64 KiB) from the OS
+        // CSPRNG: as unpredictable as asking the OS each time, without a system call per
+        // session. It panics only if the OS source fails, where no session could be safe.
+        rand::rng().fill_bytes(buf);
         SessionId::from(URL_SAFE_NO_PAD.encode(buf))
     }
 }

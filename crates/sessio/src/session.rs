@@ -188,9 +188,17 @@ impl Session {
             source,
         })?;
         let mut state = self.state().await?;
-        if state.data.get(key) != Some(&value) {
-            state.changes.set(key, value.clone());
-            state.data.insert(key.to_owned(), value);
+        let state = &mut *state;
+        match state.data.get_mut(key) {
+            Some(stored) if *stored == value => {}
+            Some(stored) => {
+                state.changes.set(key, value.clone());
+                *stored = value;
+            }
+            None => {
+                state.changes.set(key, value.clone());
+                state.data.insert(key.to_owned(), value);
+            }
         }
         Ok(())
     }

@@ -3,7 +3,6 @@
 mod cleanup;
 mod memory;
 
-use std::collections::BTreeMap;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -134,18 +133,27 @@ pub struct Meta {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Changes {
     cleared: bool,
-    entries: BTreeMap<String, Option<Value>>,
+    /// In key order, each key once. A request changes few keys: a sorted vector beats a
+    /// map's allocations.
+    entries: Vec<(String, Option<Value>)>,
 }
 
 impl Changes {
     /// Records that `key` is now `value`.
     pub fn set(&mut self, key: impl Into<String>, value: Value) {
-        self.entries.insert(key.into(), Some(value));
+        self.record(key.into(), Some(value));
     }
 
     /// Records that `key` was removed.
     pub fn remove(&mut self, key: impl Into<String>) {
-        self.entries.insert(key.into(), None);
+        self.record(key.into(), None);
+    }
+
+    fn record(&mut self, key: String, value: Option<Value>) {
+        match self.entries.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(at) => self.entries[at].1 = value,
+            Err(at) => self.entries.insert(at, (key, value)),
+        }
     }
 
     /// Records that every key was removed; later `set`s still apply.
@@ -164,7 +172,7 @@ impl Changes {
         self.cleared
     }
 
-    /// Each changed key with its new value, or `None` where it was removed.
+    /// Each changed key with its new value, or `None` where it was removed, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&Value>)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
     }
@@ -175,10 +183,15 @@ impl Changes {
             data.clear();
         }
         for (key, value) in &self.entries {
-            match value {
-                Some(value) => data.insert(key.clone(), value.clone()),
-                None => data.remove(key),
-            };
+            match (value, data.get_mut(key)) {
+                (Some(value), Some(slot)) => *slot = value.clone(),
+                (Some(value), None) => {
+                    data.insert(key.clone(), value.clone());
+                }
+                (None, _) => {
+                    data.remove(key);
+                }
+            }
         }
     }
 }

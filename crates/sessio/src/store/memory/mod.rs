@@ -2,14 +2,13 @@
 
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use lru::LruCache;
+use indexmap::IndexMap;
 
-use serde_json::Value;
+mod packed;
 
 use super::{
     from_unix_millis, storage_key, unix_millis, Changes, CreateOutcome, Meta, Record, SessionStore,
@@ -17,11 +16,16 @@ use super::{
 };
 use crate::{Expiry, SessionId};
 
-/// Entries are filed under the hash of the id, never the id itself.
-type Key = [u8; 32];
+/// Entries are filed under (the first half of) the hash of the id, never the id itself.
+///
+/// 128 bits are plenty: ids reach the store only once their signature checked out, so no
+/// client can aim at another's key, and `create` never overwrites, so even a collision
+/// would only make the layer draw another id.
+type Key = u128;
 
-/// One lock's worth of sessions, least recently used first out.
-type Shard = LruCache<Key, Entry, BuildHasherDefault<KeyHasher>>;
+/// One lock's worth of sessions. An `IndexMap` keeps entries in one vector, so that
+/// eviction can sample them at random.
+type Shard = IndexMap<Key, Entry, BuildHasherDefault<KeyHasher>>;
 
 /// A stored session, kept small: most of a session's memory should be its data.
 struct Entry {
@@ -29,77 +33,56 @@ struct Entry {
     created_at: i64,
     last_active: i64,
     expires_at: i64,
-    expiry: Option<Expiry>,
-    /// The data, sorted by key (the order of [`Data`](super::Data)); a map would cost hundreds of bytes
-    /// even for one key.
-    data: Box<[(Box<str>, Value)]>,
+    /// Boxed: few sessions have their own, and `None` then costs one word.
+    expiry: Option<Box<Expiry>>,
+    /// The data, packed in one allocation (see [`packed`]), where a map of values takes
+    /// several.
+    data: Box<[u8]>,
 }
 
 impl Entry {
-    fn new(record: &Record) -> Self {
-        Self {
+    fn new(record: &Record) -> Result<Self, StoreError> {
+        Ok(Self {
             created_at: unix_millis(record.meta.created_at),
             last_active: unix_millis(record.meta.last_active),
             expires_at: unix_millis(record.meta.expires_at),
-            expiry: record.meta.expiry,
-            data: record
-                .data
-                .iter()
-                .map(|(key, value)| (key.as_str().into(), value.clone()))
-                .collect(),
-        }
+            expiry: record.meta.expiry.map(Box::new),
+            data: packed::pack(&record.data)?,
+        })
     }
 
-    fn record(&self) -> Record {
-        Record {
-            data: self
-                .data
-                .iter()
-                .map(|(key, value)| (key.to_string(), value.clone()))
-                .collect(),
+    fn record(&self) -> Result<Record, StoreError> {
+        Ok(Record {
+            data: packed::unpack(&self.data)?,
             meta: Meta {
                 created_at: from_unix_millis(self.created_at),
                 last_active: from_unix_millis(self.last_active),
                 expires_at: from_unix_millis(self.expires_at),
-                expiry: self.expiry,
+                expiry: self.expiry.as_deref().copied(),
             },
-        }
+        })
     }
 
-    fn is_expired(&self, now: SystemTime) -> bool {
-        self.expires_at <= unix_millis(now)
+    fn is_expired(&self, now: i64) -> bool {
+        self.expires_at <= now
     }
 
     fn set_meta(&mut self, meta: &Meta) {
         self.created_at = unix_millis(meta.created_at);
         self.last_active = unix_millis(meta.last_active);
         self.expires_at = unix_millis(meta.expires_at);
-        self.expiry = meta.expiry;
+        self.expiry = meta.expiry.map(Box::new);
     }
 
-    fn apply(&mut self, changes: &Changes) {
-        let mut data = std::mem::take(&mut self.data).into_vec();
-        if changes.clears_all() {
-            data.clear();
-        }
-        for (key, value) in changes.iter() {
-            let found = data.binary_search_by(|(stored, _)| stored.as_ref().cmp(key));
-            match (found, value) {
-                (Ok(at), Some(value)) => data[at].1 = value.clone(),
-                (Ok(at), None) => {
-                    data.remove(at);
-                }
-                (Err(at), Some(value)) => data.insert(at, (key.into(), value.clone())),
-                (Err(_), None) => {}
-            }
-        }
-        self.data = data.into_boxed_slice();
+    fn apply(&mut self, changes: &Changes) -> Result<(), StoreError> {
+        self.data = packed::merge(&self.data, changes)?;
+        Ok(())
     }
 }
 
 /// Keys are SHA-256 digests already: uniformly spread, and not chosen by clients (only
 /// ids whose signature checked out reach a store). Hashing them again would only cost time,
-/// so their first eight bytes are the hash.
+/// so their low 64 bits are the hash.
 #[derive(Default)]
 struct KeyHasher(u64);
 
@@ -110,27 +93,35 @@ impl Hasher for KeyHasher {
         }
     }
 
-    // The length prefix of the key array carries nothing.
-    fn write_usize(&mut self, _: usize) {}
+    fn write_u128(&mut self, key: u128) {
+        self.0 = key as u64;
+    }
 
     fn finish(&self) -> u64 {
         self.0
     }
 }
 
-/// Expired entries a write clears from the cold end of its shard before storing.
-const SWEEP_PER_WRITE: usize = 8;
+/// Entries a new session looks at, when its shard is full, to find expired ones to drop or
+/// else the least recently active one to evict (as Redis approximates LRU).
+const SAMPLES: usize = 5;
+/// Entries a new session looks at otherwise, to drop them if expired: one random read
+/// keeps the store clearing itself without a cache miss per entry on every request.
+const SAMPLES_NOT_FULL: usize = 1;
 /// Entries per shard before the store splits into more shards (up to [`MAX_SHARDS`]).
 const ENTRIES_PER_SHARD: usize = 4096;
 const MAX_SHARDS: usize = 16;
 
 /// Sessions in this process's memory.
 ///
-/// - **Bounded**: holds at most `max_sessions`; when full, the least recently used session
-///   goes (recency is tracked per shard: the store splits into up to 16 shards).
-/// - **Expiring**: expired sessions are never returned, each write clears expired entries
-///   from the cold end of its shard, and [`ExpiredCleanup`](super::ExpiredCleanup) or
+/// - **Bounded**: holds at most `max_sessions`. When full, a new session evicts the least
+///   recently active (written or touched) of a few sessions sampled at random, as Redis
+///   approximates least-recently-used eviction.
+/// - **Expiring**: expired sessions are never returned; each new session drops the expired
+///   ones among those it samples, and [`ExpiredCleanup`](super::ExpiredCleanup) or
 ///   [`SessionStore::delete_expired`] sweeps the rest without any request reading them.
+/// - **Compact**: about 150 bytes per session besides its data (the data is kept as JSON
+///   text).
 /// - **Concurrent**: every operation on a session is atomic.
 ///
 /// Sessions live only as long as the process and are not shared between processes: use
@@ -149,11 +140,12 @@ pub struct MemoryStore {
 
 struct Inner {
     shards: Box<[Mutex<Shard>]>,
+    per_shard: usize,
 }
 
 /// Configures a [`MemoryStore`].
 pub struct MemoryStoreBuilder {
-    max_sessions: NonZeroUsize,
+    max_sessions: usize,
 }
 
 impl MemoryStore {
@@ -168,14 +160,14 @@ impl MemoryStore {
     /// Starts configuring a store.
     pub fn builder() -> MemoryStoreBuilder {
         MemoryStoreBuilder {
-            max_sessions: NonZeroUsize::new(Self::DEFAULT_MAX_SESSIONS).expect("non-zero"),
+            max_sessions: Self::DEFAULT_MAX_SESSIONS,
         }
     }
 
-    fn shard(&self, key: &Key) -> MutexGuard<'_, Shard> {
+    fn shard(&self, key: Key) -> MutexGuard<'_, Shard> {
         let shards = &self.inner.shards;
-        // The last byte: independent of the first eight, which place it within the shard.
-        let index = usize::from(key[31]) % shards.len();
+        // The top byte: independent of the low 64 bits, which place it within the shard.
+        let index = (key >> 120) as usize % shards.len();
         // A panic while holding the lock cannot leave a shard half-written: each
         // operation replaces whole entries.
         shards[index].lock().unwrap_or_else(|e| e.into_inner())
@@ -192,6 +184,10 @@ impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemoryStore")
             .field("shards", &self.inner.shards.len())
+            .field(
+                "max_sessions",
+                &(self.inner.per_shard * self.inner.shards.len()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -199,20 +195,18 @@ impl fmt::Debug for MemoryStore {
 impl MemoryStoreBuilder {
     /// The most sessions held at once (at least 1).
     pub fn max_sessions(mut self, max_sessions: usize) -> Self {
-        self.max_sessions = NonZeroUsize::new(max_sessions).unwrap_or(NonZeroUsize::MIN);
+        self.max_sessions = max_sessions.max(1);
         self
     }
 
     /// Builds the store.
     pub fn build(self) -> MemoryStore {
-        let total = self.max_sessions.get();
+        let total = self.max_sessions;
         let shards = (total / ENTRIES_PER_SHARD).clamp(1, MAX_SHARDS);
-        let per_shard = NonZeroUsize::new(total.div_ceil(shards)).unwrap_or(NonZeroUsize::MIN);
         MemoryStore {
             inner: Arc::new(Inner {
-                shards: (0..shards)
-                    .map(|_| Mutex::new(LruCache::with_hasher(per_shard, Default::default())))
-                    .collect(),
+                shards: (0..shards).map(|_| Mutex::default()).collect(),
+                per_shard: total.div_ceil(shards),
             }),
         }
     }
@@ -226,45 +220,92 @@ impl fmt::Debug for MemoryStoreBuilder {
     }
 }
 
-/// Drops expired entries from the least recently used end, a few at a time.
-fn sweep_cold_end(shard: &mut Shard, now: SystemTime) {
-    for _ in 0..SWEEP_PER_WRITE {
-        match shard.peek_lru() {
-            Some((_, entry)) if entry.is_expired(now) => {
-                shard.pop_lru();
-            }
-            _ => break,
+fn key_of(id: &SessionId) -> Key {
+    let hash = storage_key(id);
+    let mut half = [0; 16];
+    half.copy_from_slice(&hash[..16]);
+    u128::from_le_bytes(half)
+}
+
+/// Before a new session goes in: drops the expired among a few sampled entries and, if
+/// the shard is still full, evicts the least recently active of them. The new key, a
+/// hash, is the source of randomness.
+///
+/// A store that is not full samples one entry, so expired sessions that nobody reads still
+/// go over time; [`ExpiredCleanup`](super::ExpiredCleanup) clears them all.
+fn make_room(shard: &mut Shard, capacity: usize, seed: Key, now: i64) {
+    let mut state = (seed as u64) ^ ((seed >> 64) as u64);
+    let mut coldest: Option<(Key, i64)> = None;
+    let len = shard.len();
+    let samples = if len >= capacity {
+        SAMPLES
+    } else {
+        SAMPLES_NOT_FULL
+    };
+    for round in 0..samples.min(len) {
+        let at = if len <= samples {
+            // Small shard: every entry, from the end so that removals move only entries
+            // already seen.
+            len - 1 - round
+        } else {
+            state = splitmix64(state);
+            (state % shard.len() as u64) as usize
+        };
+        let Some((&key, entry)) = shard.get_index(at) else {
+            break;
+        };
+        if entry.is_expired(now) {
+            shard.swap_remove_index(at);
+        } else if coldest.is_none_or(|(_, active)| entry.last_active < active) {
+            coldest = Some((key, entry.last_active));
+        }
+    }
+    if shard.len() >= capacity {
+        if let Some((key, _)) = coldest {
+            shard.swap_remove(&key);
         }
     }
 }
 
-/// The live record for `id`, marking it recently used; an expired one is dropped.
-fn live<'a>(shard: &'a mut Shard, key: &Key, now: SystemTime) -> Option<&'a mut Entry> {
-    if shard.peek(key).is_some_and(|entry| entry.is_expired(now)) {
-        shard.pop(key);
+/// A step of the SplitMix64 generator: enough to spread samples, not for secrets.
+fn splitmix64(state: u64) -> u64 {
+    let mut z = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The live entry for `key`; an expired one is dropped.
+fn live(shard: &mut Shard, key: Key, now: i64) -> Option<&mut Entry> {
+    let index = shard.get_index_of(&key)?;
+    if shard[index].is_expired(now) {
+        shard.swap_remove_index(index);
         return None;
     }
-    shard.get_mut(key)
+    Some(&mut shard[index])
 }
 
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn create(&self, id: &SessionId, record: &Record) -> Result<CreateOutcome, StoreError> {
-        let now = record.meta.last_active;
-        let key = storage_key(id);
-        let mut shard = self.shard(&key);
-        sweep_cold_end(&mut shard, now);
-        if live(&mut shard, &key, now).is_some() {
+        let now = unix_millis(record.meta.last_active);
+        let key = key_of(id);
+        let entry = Entry::new(record)?;
+        let mut shard = self.shard(key);
+        if live(&mut shard, key, now).is_some() {
             return Ok(CreateOutcome::IdTaken);
         }
-        shard.push(key, Entry::new(record));
+        make_room(&mut shard, self.inner.per_shard, key, now);
+        shard.insert(key, entry);
         Ok(CreateOutcome::Created)
     }
 
     async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
-        let key = storage_key(id);
-        let mut shard = self.shard(&key);
-        Ok(live(&mut shard, &key, now).map(|entry| entry.record()))
+        let key = key_of(id);
+        let mut shard = self.shard(key);
+        live(&mut shard, key, unix_millis(now))
+            .map(|entry| entry.record())
+            .transpose()
     }
 
     async fn update(
@@ -273,13 +314,11 @@ impl SessionStore for MemoryStore {
         changes: &Changes,
         meta: &Meta,
     ) -> Result<WriteOutcome, StoreError> {
-        let now = meta.last_active;
-        let key = storage_key(id);
-        let mut shard = self.shard(&key);
-        sweep_cold_end(&mut shard, now);
-        Ok(match live(&mut shard, &key, now) {
+        let key = key_of(id);
+        let mut shard = self.shard(key);
+        Ok(match live(&mut shard, key, unix_millis(meta.last_active)) {
             Some(entry) => {
-                entry.apply(changes);
+                entry.apply(changes)?;
                 entry.set_meta(meta);
                 WriteOutcome::Applied
             }
@@ -288,10 +327,9 @@ impl SessionStore for MemoryStore {
     }
 
     async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
-        let now = meta.last_active;
-        let key = storage_key(id);
-        let mut shard = self.shard(&key);
-        Ok(match live(&mut shard, &key, now) {
+        let key = key_of(id);
+        let mut shard = self.shard(key);
+        Ok(match live(&mut shard, key, unix_millis(meta.last_active)) {
             Some(entry) => {
                 entry.set_meta(meta);
                 WriteOutcome::Applied
@@ -301,24 +339,19 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        let key = storage_key(id);
-        self.shard(&key).pop(&key);
+        let key = key_of(id);
+        self.shard(key).swap_remove(&key);
         Ok(())
     }
 
     async fn delete_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
+        let now = unix_millis(now);
         let mut removed = 0;
         for shard in self.inner.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let expired: Vec<Key> = shard
-                .iter()
-                .filter(|(_, entry)| entry.is_expired(now))
-                .map(|(key, _)| *key)
-                .collect();
-            for key in &expired {
-                shard.pop(key);
-            }
-            removed += expired.len() as u64;
+            let before = shard.len();
+            shard.retain(|_, entry| !entry.is_expired(now));
+            removed += (before - shard.len()) as u64;
         }
         Ok(removed)
     }
@@ -354,7 +387,7 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn least_recently_used_session_is_evicted_when_full() {
+    async fn least_recently_active_session_is_evicted_when_full() {
         let clock = ManualClock::default();
         let store = MemoryStore::builder().max_sessions(2).build();
         let (a, b, c) = (
@@ -362,37 +395,91 @@ pub(crate) mod tests {
             SessionId::from("b"),
             SessionId::from("c"),
         );
-        let now = clock.now();
-        store.create(&a, &record(now, 60)).await.unwrap();
-        store.create(&b, &record(now, 60)).await.unwrap();
-        // Reading `a` makes `b` the least recently used.
-        assert!(store.load(&a, now).await.unwrap().is_some());
-        store.create(&c, &record(now, 60)).await.unwrap();
+        store.create(&a, &record(clock.now(), 60)).await.unwrap();
+        store.create(&b, &record(clock.now(), 60)).await.unwrap();
+        // Touching `a` later makes `b` the least recently active.
+        clock.advance(Duration::from_secs(1));
+        let touched = record(clock.now(), 60).meta;
+        assert_eq!(
+            store.touch(&a, &touched).await.unwrap(),
+            WriteOutcome::Applied
+        );
+        store.create(&c, &record(clock.now(), 60)).await.unwrap();
         assert_eq!(store.count().await.unwrap(), 2);
+        let now = clock.now();
         assert!(store.load(&a, now).await.unwrap().is_some());
         assert!(store.load(&b, now).await.unwrap().is_none());
         assert!(store.load(&c, now).await.unwrap().is_some());
     }
 
     #[tokio::test]
-    async fn writes_sweep_expired_entries_nobody_reads() {
+    async fn a_full_store_stays_bounded_and_evicts_cold_sessions_first() {
         let clock = ManualClock::default();
-        let store = MemoryStore::builder().max_sessions(100).build();
-        for i in 0..5 {
-            store
-                .create(
-                    &SessionId::from(format!("old{i}")),
-                    &record(clock.now(), 10),
-                )
-                .await
-                .unwrap();
+        let store = MemoryStore::builder().max_sessions(1_000).build();
+        // 1,000 sessions, then 1,000 more created later: each new one evicts the least
+        // recently active of its sample, so the old ones go first.
+        for i in 0..1_000 {
+            let id = SessionId::from(format!("old{i}"));
+            store.create(&id, &record(clock.now(), 600)).await.unwrap();
         }
+        clock.advance(Duration::from_secs(1));
+        for i in 0..1_000 {
+            let id = SessionId::from(format!("new{i}"));
+            store.create(&id, &record(clock.now(), 600)).await.unwrap();
+        }
+        assert_eq!(store.count().await.unwrap(), 1_000);
+        let mut new_kept = 0;
+        for i in 0..1_000 {
+            let id = SessionId::from(format!("new{i}"));
+            if store.load(&id, clock.now()).await.unwrap().is_some() {
+                new_kept += 1;
+            }
+        }
+        // Random eviction would keep about half of the new ones.
+        assert!(new_kept > 800, "kept {new_kept} of the 1000 newest");
+    }
+
+    #[test]
+    fn an_entry_is_small() {
+        // Hash, key and entry make up a slot of the shard's vector: keep it compact.
+        assert!(std::mem::size_of::<Entry>() <= 48);
+    }
+
+    #[tokio::test]
+    async fn a_full_store_drops_expired_sessions_before_live_ones() {
+        let clock = ManualClock::default();
+        let store = MemoryStore::builder().max_sessions(5).build();
+        for i in 0..4 {
+            let id = SessionId::from(format!("old{i}"));
+            store.create(&id, &record(clock.now(), 10)).await.unwrap();
+        }
+        let live = SessionId::from("live");
+        store.create(&live, &record(clock.now(), 60)).await.unwrap();
         clock.advance(Duration::from_secs(11));
         store
             .create(&SessionId::from("new"), &record(clock.now(), 10))
             .await
             .unwrap();
-        assert_eq!(store.count().await.unwrap(), 1);
+        assert_eq!(store.count().await.unwrap(), 2);
+        assert!(store.load(&live, clock.now()).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn new_sessions_clear_expired_ones_nobody_reads() {
+        let clock = ManualClock::default();
+        let store = MemoryStore::builder().max_sessions(10_000).build();
+        for i in 0..100 {
+            let id = SessionId::from(format!("old{i}"));
+            store.create(&id, &record(clock.now(), 10)).await.unwrap();
+        }
+        clock.advance(Duration::from_secs(11));
+        for i in 0..1_000 {
+            let id = SessionId::from(format!("new{i}"));
+            store.create(&id, &record(clock.now(), 600)).await.unwrap();
+        }
+        // Each new session samples one entry: the expired ones go without any read.
+        let left = store.count().await.unwrap() - 1_000;
+        assert!(left < 50, "{left} of 100 expired sessions left");
     }
 
     #[tokio::test]

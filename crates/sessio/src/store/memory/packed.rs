@@ -1,0 +1,226 @@
+//! Session data packed into one allocation: for each key, in key order, the key's length
+//! (`u32`, little-endian), the key, the value's length and the value as JSON text.
+//!
+//! A map of values costs a node, a string per key and often more per value; this costs
+//! one buffer, and a write merges its changes into it without parsing the values it keeps.
+
+use serde_json::Value;
+
+use crate::store::{Changes, Data, StoreError};
+
+/// Packs `data`.
+pub(super) fn pack(data: &Data) -> Result<Box<[u8]>, StoreError> {
+    let mut out = Vec::new();
+    for (key, value) in data {
+        push(&mut out, key, value)?;
+    }
+    Ok(out.into_boxed_slice())
+}
+
+/// Unpacks what [`pack`] or [`merge`] produced.
+pub(super) fn unpack(packed: &[u8]) -> Result<Data, StoreError> {
+    let mut data = Data::new();
+    for entry in Entries(packed) {
+        let (key, value) = entry?;
+        let value: Value = serde_json::from_slice(value).map_err(decode_error)?;
+        data.insert(key.to_owned(), value);
+    }
+    Ok(data)
+}
+
+/// `packed` with `changes` applied, as [`Changes::apply`] would to the unpacked data.
+pub(super) fn merge(packed: &[u8], changes: &Changes) -> Result<Box<[u8]>, StoreError> {
+    let mut out = Vec::with_capacity(packed.len() + 16);
+    let mut stored = Entries(if changes.clears_all() { &[] } else { packed });
+    let mut changed = changes.iter().peekable();
+    let mut kept = stored.next().transpose()?;
+    // Both sides are in key order: merge them, a change replacing a kept key.
+    loop {
+        let next_is_kept = match (kept, changed.peek()) {
+            (None, None) => break,
+            (Some((key, _)), Some((name, _))) => key < *name,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+        };
+        if next_is_kept {
+            if let Some((key, value)) = kept {
+                push_raw(&mut out, key, value)?;
+            }
+            kept = stored.next().transpose()?;
+        } else if let Some((name, change)) = changed.next() {
+            if let Some(value) = change {
+                push(&mut out, name, value)?;
+            }
+            if kept.is_some_and(|(key, _)| key == name) {
+                kept = stored.next().transpose()?;
+            }
+        }
+    }
+    Ok(out.into_boxed_slice())
+}
+
+fn push(out: &mut Vec<u8>, key: &str, value: &Value) -> Result<(), StoreError> {
+    push_len(out, key.len())?;
+    out.extend_from_slice(key.as_bytes());
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    // Cannot fail for a JSON value written to memory.
+    serde_json::to_writer(&mut *out, value).map_err(|e| StoreError::Backend(Box::new(e)))?;
+    let len = length(out.len() - at - 4)?;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+fn push_raw(out: &mut Vec<u8>, key: &str, value: &[u8]) -> Result<(), StoreError> {
+    push_len(out, key.len())?;
+    out.extend_from_slice(key.as_bytes());
+    push_len(out, value.len())?;
+    out.extend_from_slice(value);
+    Ok(())
+}
+
+fn push_len(out: &mut Vec<u8>, len: usize) -> Result<(), StoreError> {
+    out.extend_from_slice(&length(len)?.to_le_bytes());
+    Ok(())
+}
+
+fn length(len: usize) -> Result<u32, StoreError> {
+    u32::try_from(len).map_err(|e| StoreError::Backend(Box::new(e)))
+}
+
+/// The entries of a packed buffer: each key with its value's JSON text.
+struct Entries<'a>(&'a [u8]);
+
+impl<'a> Entries<'a> {
+    fn take(&mut self) -> Option<&'a [u8]> {
+        let (len, rest) = self.0.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+        if rest.len() < len {
+            return None;
+        }
+        let (taken, rest) = rest.split_at(len);
+        self.0 = rest;
+        Some(taken)
+    }
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = Result<(&'a str, &'a [u8]), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let entry = (|| {
+            let key = std::str::from_utf8(self.take()?).ok()?;
+            Some((key, self.take()?))
+        })();
+        if entry.is_none() {
+            // Stop after the first damaged entry.
+            self.0 = &[];
+        }
+        Some(entry.ok_or_else(corrupt))
+    }
+}
+
+fn corrupt() -> StoreError {
+    StoreError::Decode("packed session data is damaged".into())
+}
+
+fn decode_error(error: serde_json::Error) -> StoreError {
+    StoreError::Decode(Box::new(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".*".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(".{0,4}", inner, 0..4)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn data() -> impl Strategy<Value = Data> {
+        prop::collection::btree_map("[a-c]{0,3}|.{0,6}", value(), 0..6)
+            .prop_map(|map| map.into_iter().collect())
+    }
+
+    fn changes() -> impl Strategy<Value = Changes> {
+        (
+            any::<bool>(),
+            prop::collection::vec(("[a-c]{0,3}|.{0,6}", prop::option::of(value())), 0..6),
+        )
+            .prop_map(|(clear, entries)| {
+                let mut changes = Changes::default();
+                if clear {
+                    changes.clear();
+                }
+                for (key, value) in entries {
+                    match value {
+                        Some(value) => changes.set(key, value),
+                        None => changes.remove(key),
+                    }
+                }
+                changes
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn unpack_inverts_pack(data in data()) {
+            prop_assert_eq!(unpack(&pack(&data).unwrap()).unwrap(), data);
+        }
+
+        #[test]
+        fn merge_is_apply(data in data(), changes in changes()) {
+            let mut expected = data.clone();
+            changes.apply(&mut expected);
+            let merged = merge(&pack(&data).unwrap(), &changes).unwrap();
+            prop_assert_eq!(unpack(&merged).unwrap(), expected.clone());
+            // The same bytes as packing the result: keys stay in order, none twice.
+            prop_assert_eq!(merged, pack(&expected).unwrap());
+        }
+
+        #[test]
+        fn damaged_buffers_are_errors_not_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = unpack(&bytes);
+            let mut changes = Changes::default();
+            changes.set("k", json!(1));
+            let _ = merge(&bytes, &changes);
+        }
+    }
+
+    #[test]
+    fn a_one_key_session_packs_small() {
+        let mut data = Data::new();
+        data.insert("page_views".into(), json!(1));
+        // 4 + 10 + 4 + 1: fits a 32-byte allocation with the allocator's header.
+        assert_eq!(pack(&data).unwrap().len(), 19);
+    }
+
+    #[test]
+    fn a_truncated_buffer_is_a_decode_error() {
+        let mut data = Data::new();
+        data.insert("k".into(), json!("value"));
+        let packed = pack(&data).unwrap();
+        let error = unpack(&packed[..packed.len() - 1]).unwrap_err();
+        assert!(matches!(error, StoreError::Decode(_)));
+    }
+}
