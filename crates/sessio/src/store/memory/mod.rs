@@ -103,7 +103,7 @@ impl Hasher for KeyHasher {
 }
 
 /// Entries a new session looks at, when its shard is full, to find expired ones to drop or
-/// else the least recently active one to evict (as Redis approximates LRU).
+/// else the least recently active one to evict (as Redis approximates LRU by sampling).
 const SAMPLES: usize = 5;
 /// Entries a new session looks at otherwise, to drop them if expired: one random read
 /// keeps the store clearing itself without a cache miss per entry on every request.
@@ -227,52 +227,48 @@ fn key_of(id: &SessionId) -> Key {
     u128::from_le_bytes(half)
 }
 
-/// Before a new session goes in: drops the expired among a few sampled entries and, if
-/// the shard is still full, evicts the least recently active of them. The new key, a
-/// hash, is the source of randomness.
+/// Before a new session goes in: drops the expired among a few entries and, if the shard
+/// is still full, evicts the least recently active of them.
 ///
-/// A store that is not full samples one entry, so expired sessions that nobody reads still
-/// go over time; [`ExpiredCleanup`](super::ExpiredCleanup) clears them all.
+/// The entries are consecutive in the shard's vector from a random start (the new key, a
+/// hash, is the randomness): read in order, they cost a cache miss or two, where as many
+/// scattered reads cost one each. A store that is not full looks at one entry, so expired
+/// sessions that nobody reads still go over time; [`ExpiredCleanup`](super::ExpiredCleanup)
+/// clears them all.
 fn make_room(shard: &mut Shard, capacity: usize, seed: Key, now: i64) {
-    let mut state = (seed as u64) ^ ((seed >> 64) as u64);
-    let mut coldest: Option<(Key, i64)> = None;
     let len = shard.len();
-    let samples = if len >= capacity {
-        SAMPLES
-    } else {
-        SAMPLES_NOT_FULL
-    };
-    for round in 0..samples.min(len) {
-        let at = if len <= samples {
-            // Small shard: every entry, from the end so that removals move only entries
-            // already seen.
-            len - 1 - round
-        } else {
-            state = splitmix64(state);
-            (state % shard.len() as u64) as usize
-        };
-        let Some((&key, entry)) = shard.get_index(at) else {
+    if len == 0 {
+        return;
+    }
+    let full = len >= capacity;
+    let window = if full { SAMPLES } else { SAMPLES_NOT_FULL }.min(len);
+    // The high half: the low one placed the key in its shard's table.
+    let start = ((seed >> 64) as u64 % len as u64) as usize;
+    let mut doomed = [0; SAMPLES];
+    let mut count = 0;
+    let mut coldest: Option<(usize, i64)> = None;
+    for offset in 0..window {
+        let at = (start + offset) % len;
+        let Some((_, entry)) = shard.get_index(at) else {
             break;
         };
         if entry.is_expired(now) {
-            shard.swap_remove_index(at);
+            doomed[count] = at;
+            count += 1;
         } else if coldest.is_none_or(|(_, active)| entry.last_active < active) {
-            coldest = Some((key, entry.last_active));
+            coldest = Some((at, entry.last_active));
         }
     }
-    if shard.len() >= capacity {
-        if let Some((key, _)) = coldest {
-            shard.swap_remove(&key);
-        }
+    if let (0, true, Some((at, _))) = (count, full, coldest) {
+        doomed[0] = at;
+        count = 1;
     }
-}
-
-/// A step of the SplitMix64 generator: enough to spread samples, not for secrets.
-fn splitmix64(state: u64) -> u64 {
-    let mut z = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    let doomed = &mut doomed[..count];
+    // Highest first: a swap-remove moves the last entry, never one still to go.
+    doomed.sort_unstable_by(|a, b| b.cmp(a));
+    for &at in doomed.iter() {
+        shard.swap_remove_index(at);
+    }
 }
 
 /// The live entry for `key`; an expired one is dropped.
