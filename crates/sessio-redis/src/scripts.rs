@@ -45,14 +45,20 @@ return 1
 ";
 
 /// KEYS[1] the session; ARGV[1] now (the new meta's last_active, ms); ARGV[2] expires_at
-/// (ms); ARGV[3] "1" to remove every data field first; ARGV[4] how many fields to remove
-/// (n); ARGV[5..4+n] those fields; ARGV[5+n..] field/value pairs to set.
+/// (ms); ARGV[3] "1" to remove every data field first; ARGV[4] "1" when the session has an
+/// expiry of its own (set among the pairs), "0" to remove the stored one, if any; ARGV[5]
+/// how many fields to remove (n); ARGV[6..5+n] those fields; ARGV[6+n..] field/value pairs
+/// to set.
 ///
 /// Returns 0, writing nothing, unless the session exists and has not expired at now.
 /// Used for `update` and (with no data fields) `touch`.
+///
+/// One HMGET reads the expiry and tells whether `i` and `a` are there, so that the usual
+/// write (no expiry of its own, no data key removed) runs HMGET, HSET and PEXPIREAT only.
 const UPDATE: &str = r"
 local key = KEYS[1]
-local e = tonumber(redis.call('HGET', key, 'e'))
+local stored = redis.call('HMGET', key, 'e', 'i', 'a')
+local e = tonumber(stored[1])
 if not e or e <= tonumber(ARGV[1]) then
   return 0
 end
@@ -65,9 +71,12 @@ if ARGV[3] == '1' then
   end
   chunked('HDEL', key, doomed, 1, #doomed)
 end
-local removed = tonumber(ARGV[4])
-chunked('HDEL', key, ARGV, 5, 4 + removed)
-chunked('HSET', key, ARGV, 5 + removed, #ARGV)
+if ARGV[4] == '0' and (stored[2] or stored[3]) then
+  redis.call('HDEL', key, 'i', 'a')
+end
+local removed = tonumber(ARGV[5])
+chunked('HDEL', key, ARGV, 6, 5 + removed)
+chunked('HSET', key, ARGV, 6 + removed, #ARGV)
 redis.call('PEXPIREAT', key, ARGV[2])
 return 1
 ";

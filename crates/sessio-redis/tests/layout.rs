@@ -225,6 +225,18 @@ async fn the_session_expiry_is_kept_and_cleared_and_sets_the_ttl() {
         "Redis expires the key when the session ends"
     );
 
+    // A write with another expiry of its own replaces it.
+    let longer = Meta {
+        expiry: Some(Expiry::new(2 * HOUR, 48 * HOUR)),
+        expires_at: rec.meta.expires_at + HOUR,
+        ..rec.meta
+    };
+    let mut changes = Changes::default();
+    changes.set("k", json!(1));
+    store.update(&id, &changes, &longer).await.unwrap();
+    let loaded = store.load(&id, SystemTime::now()).await.unwrap().unwrap();
+    assert_eq!(loaded.meta, longer);
+
     let meta = Meta {
         expiry: None,
         expires_at: rec.meta.expires_at + HOUR,

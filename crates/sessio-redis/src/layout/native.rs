@@ -71,29 +71,29 @@ fn duration_millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The meta fields to set, and (when the session has no expiry of its own) the ones to
-/// remove.
+/// The meta fields to set, and whether the session has an expiry of its own (when it has
+/// none, a write removes `i` and `a` if the hash has them).
 pub(crate) struct MetaFields {
     pub(crate) set: Vec<(&'static str, i64)>,
-    pub(crate) remove: &'static [&'static str],
+    pub(crate) own_expiry: bool,
 }
 
 impl MetaFields {
     pub(crate) fn new(meta: &Meta) -> Self {
-        let mut set = vec![
+        let mut set = Vec::with_capacity(5);
+        set.extend([
             (CREATED, unix_millis(meta.created_at)),
             (LAST_ACTIVE, unix_millis(meta.last_active)),
             (EXPIRES, unix_millis(meta.expires_at)),
-        ];
-        let remove: &[&str] = match meta.expiry {
-            Some(expiry) => {
-                set.push((IDLE, duration_millis(expiry.idle_timeout())));
-                set.push((ABSOLUTE, duration_millis(expiry.absolute_lifetime())));
-                &[]
-            }
-            None => &[IDLE, ABSOLUTE],
-        };
-        Self { set, remove }
+        ]);
+        if let Some(expiry) = meta.expiry {
+            set.push((IDLE, duration_millis(expiry.idle_timeout())));
+            set.push((ABSOLUTE, duration_millis(expiry.absolute_lifetime())));
+        }
+        Self {
+            set,
+            own_expiry: meta.expiry.is_some(),
+        }
     }
 }
 
@@ -293,7 +293,6 @@ pub(crate) async fn write(
     let key = session_key(store.key_prefix(), id);
     let fields = MetaFields::new(meta);
     let (mut removed, mut set) = (Vec::new(), Vec::new());
-    removed.extend(fields.remove.iter().map(|field| field.to_string()));
     if let Some(changes) = changes {
         for (name, value) in changes.iter() {
             match value {
@@ -309,6 +308,7 @@ pub(crate) async fn write(
         .arg(unix_millis(meta.last_active))
         .arg(unix_millis(meta.expires_at))
         .arg(if clears { "1" } else { "0" })
+        .arg(if fields.own_expiry { "1" } else { "0" })
         .arg(removed.len())
         .arg(&removed);
     for (field, value) in &fields.set {
@@ -496,12 +496,12 @@ mod tests {
         };
         let fields = MetaFields::new(&meta);
         assert_eq!(fields.set.len(), 3);
-        assert_eq!(fields.remove, &[IDLE, ABSOLUTE]);
+        assert!(!fields.own_expiry);
         let fields = MetaFields::new(&Meta {
             expiry: Some(Expiry::new(Duration::from_secs(1), Duration::from_secs(2))),
             ..meta
         });
         assert_eq!(fields.set.len(), 5);
-        assert!(fields.remove.is_empty());
+        assert!(fields.own_expiry);
     }
 }
