@@ -1,6 +1,6 @@
 //! A [`sessio`] session store on Redis: one server or a Redis Cluster.
 //!
-//! - **One hash per session**, under `{prefix}{base64url(sha256(id))}`: a dump of Redis
+//! - **One hash per session**, under `{prefix}{base64url(sha256(id)[..16])}`: a dump of Redis
 //!   holds no usable session id, and each session lives in one hash slot. Or, to share
 //!   sessions with Node, **connect-redis's layout** ([`Layout::ConnectRedis`]).
 //! - **Atomic per-key writes**: every write is one Lua script on that one key, so
@@ -74,8 +74,10 @@
 //! | `i`, `a` | the session's own idle timeout and absolute lifetime, milliseconds; absent when it has none |
 //! | `d:{key}` | data key `key`, as JSON text |
 //!
-//! `{prefix}layout` records the layout version (`1`); [`RedisStore::migrate`] writes and
-//! checks it.
+//! under the key `{prefix}{base64url(sha256(id)[..16])}` (22 characters after the prefix).
+//! `{prefix}layout` records the layout version (`2`); [`RedisStore::migrate`] writes and
+//! checks it, and upgrades a prefix at layout `1` (whose keys held the whole SHA-256, 43
+//! characters) by renaming its sessions' keys.
 //!
 //! ## connect-redis
 //!

@@ -23,7 +23,8 @@ const SCAN_BATCH: usize = 1000;
 /// Sessions in Redis, on one server or in a Redis Cluster.
 ///
 /// In the default [`Layout::Native`], each session is one Redis hash, under the key prefix
-/// followed by the base64url of the SHA-256 of its id (never the id itself), expiring by
+/// followed by the base64url of the first 16 bytes of the SHA-256 of its id (never the id
+/// itself), expiring by
 /// itself at the session's `expires_at` (`PEXPIREAT`). Every write is one Lua script on
 /// that one key, so it is atomic on a single server and in a cluster alike: concurrent
 /// requests writing different keys of a session all keep their writes, and a destroyed
@@ -229,14 +230,18 @@ impl RedisStore {
     /// Prepares the key prefix for this store, once at startup.
     ///
     /// - [`Layout::Native`]: records the layout of the sessions under this key prefix
-    ///   (`{prefix}layout` = `1`), or checks the one recorded: it refuses to go on, changing
+    ///   (`{prefix}layout` = `2`), or checks the one recorded: it refuses to go on, changing
     ///   nothing, when the prefix holds sessions in a layout this version does not know
-    ///   (written by a newer version).
+    ///   (written by a newer version). A prefix at layout `1` (sessio-redis before the keys
+    ///   were shortened) is upgraded first: every session key is renamed, keeping its
+    ///   value and expiry, which takes one pass of `SCAN` over the database. Safe to run
+    ///   from several instances at once; stop the instances still writing layout `1`
+    ///   first, as what they write during and after the upgrade is not seen.
     /// - [`Layout::ConnectRedis`]: writes nothing (connect-redis records no layout, and
     ///   Node would take any extra key under the prefix for a session); it checks that Redis
     ///   answers and that the prefix is not marked as holding sessio's native layout.
     ///
-    /// Redis needs no schema, so this is cheap.
+    /// Redis needs no schema, so this is cheap (but for that one upgrade).
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -991,12 +991,12 @@ async fn migrate_writes_nothing_and_refuses_a_native_prefix() {
     native.migrate().await.unwrap();
     match store.migrate().await {
         Err(error @ MigrateError::NativeLayoutFound { .. }) => {
-            assert!(matches!(&error, MigrateError::NativeLayoutFound { found } if found == "1"));
+            assert!(matches!(&error, MigrateError::NativeLayoutFound { found } if found == "2"));
             assert!(error.to_string().contains("native"), "{error}");
         }
         other => panic!("migrate over a native prefix returned {other:?}"),
     }
-    assert_eq!(raw.get(&layout_key).await.as_deref(), Some("1"));
+    assert_eq!(raw.get(&layout_key).await.as_deref(), Some("2"));
     cleanup.finish();
 }
 

@@ -120,6 +120,8 @@ async fn the_raw_session_id_is_in_no_key_or_field() {
     let keys = keys_with_prefix(std::slice::from_ref(&url), &prefix);
     assert_eq!(keys.len(), ids.len());
     for key in &keys {
+        // The prefix and the base64url of 16 bytes of the id's SHA-256.
+        assert_eq!(key.len(), prefix.len() + 22, "{key}");
         let hash: Vec<(Vec<u8>, Vec<u8>)> = conn.hgetall(key).unwrap();
         assert!(!hash.is_empty());
         for id in &ids {
@@ -305,19 +307,19 @@ async fn migrate_records_the_layout_and_refuses_an_unknown_one() {
     let mut conn = raw(&url);
     let layout_key = format!("{prefix}layout");
     let layout: String = conn.get(&layout_key).unwrap();
-    assert_eq!(layout, "1");
+    assert_eq!(layout, "2");
     // The layout key is not a session.
     assert_eq!(store.count().await.unwrap(), 0);
 
-    let _: () = conn.set(&layout_key, "2").unwrap();
+    let _: () = conn.set(&layout_key, "3").unwrap();
     match store.migrate().await {
         Err(MigrateError::UnknownLayout { found, expected }) => {
-            assert_eq!((found.as_str(), expected), ("2", "1"));
+            assert_eq!((found.as_str(), expected), ("3", "2"));
         }
-        other => panic!("migrate over layout 2 returned {other:?}"),
+        other => panic!("migrate over layout 3 returned {other:?}"),
     }
     let layout: String = conn.get(&layout_key).unwrap();
-    assert_eq!(layout, "2", "migrate changed an unknown layout");
+    assert_eq!(layout, "3", "migrate changed an unknown layout");
     cleanup.finish();
 }
 

@@ -15,7 +15,7 @@ pub(crate) const MAX_PREFIX_LEN: usize = 64;
 ///
 /// | | [`Native`](Layout::Native) (default) | [`ConnectRedis`](Layout::ConnectRedis) |
 /// |---|---|---|
-/// | key | `{prefix}{base64url(sha256(id))}` | `{prefix}{id}`: the **raw** session id |
+/// | key | `{prefix}{base64url(sha256(id)[..16])}` | `{prefix}{id}`: the **raw** session id |
 /// | value | a hash: timestamps and one field per data key | connect-redis's JSON string |
 /// | default prefix | `sessio:` | `sess:` |
 /// | expiry | `PEXPIREAT` at the session's end, to the millisecond | `EX`, in whole seconds, as connect-redis sets it |

@@ -1,7 +1,8 @@
 //! sessio's own layout ([`Layout::Native`](crate::Layout::Native)): its keys, the fields of
 //! its hashes, and the store operations on them.
 //!
-//! One HASH per session, under `{prefix}{base64url(sha256(id))}`:
+//! One HASH per session, under `{prefix}{base64url(sha256(id)[..16])}` (22 characters after
+//! the prefix; see [`KEY_BYTES`]):
 //!
 //! | field      | value                                             |
 //! |------------|---------------------------------------------------|
@@ -10,7 +11,14 @@
 //! | `e`        | expires_at, milliseconds (also the key's PEXPIREAT) |
 //! | `i`, `a`   | the session's own idle timeout and absolute lifetime, milliseconds; absent when it has none |
 //! | `d:{key}`  | the JSON text of data key `key`                   |
+//!
+//! Layout versions, recorded under `{prefix}layout`:
+//!
+//! - `1`: the same hash under the whole SHA-256, `{prefix}{base64url(sha256(id))}` (43
+//!   characters after the prefix). [`migrate`] renames such keys to their version 2 names.
+//! - `2`: the above.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,6 +29,7 @@ use sessio::store::{
     StoreError, WriteOutcome,
 };
 use sessio::{Expiry, SessionId};
+use tokio::task::JoinSet;
 
 use crate::error::MigrateError;
 use crate::layout::layout_key;
@@ -28,11 +37,30 @@ use crate::scripts;
 use crate::store::RedisStore;
 
 /// The layout version this crate writes, recorded under `{prefix}layout`.
-pub(crate) const LAYOUT_VERSION: &str = "1";
+pub(crate) const LAYOUT_VERSION: &str = "2";
+/// The previous layout version, which [`migrate`] upgrades.
+pub(crate) const V1_LAYOUT_VERSION: &str = "1";
 /// The key prefix used unless configured otherwise.
 pub(crate) const DEFAULT_PREFIX: &str = "sessio:";
-/// Characters of the base64url (unpadded) encoding of a 32-byte storage key.
-pub(crate) const ENCODED_KEY_LEN: usize = 43;
+
+/// Bytes of the SHA-256 storage key ([`storage_key`]) kept in a session's Redis key: the
+/// first 16 (128 bits).
+///
+/// Truncating is safe. Ids reach the store only once their cookie's HMAC checked out, so
+/// clients cannot choose them, let alone search for one whose hash shares 128 bits with
+/// another session's; among random ids, even a billion live sessions collide with a
+/// probability below 10^-20. And a collision would do no harm: `create` never overwrites a
+/// live session (it answers [`CreateOutcome::IdTaken`] and the core draws another id).
+///
+/// Fewer bytes would save nothing: with the default prefix the key is 29 characters, and
+/// Redis 7.0 (jemalloc) allocates any key of 23 to 30 characters in the same 32 bytes (the
+/// 50 characters of layout 1 took 64), so 12 bytes (16 characters) would cost as much.
+pub(crate) const KEY_BYTES: usize = 16;
+/// Characters of the base64url (unpadded) encoding of the [`KEY_BYTES`] kept.
+pub(crate) const ENCODED_KEY_LEN: usize = 22;
+/// Characters after the prefix of a layout 1 key: the base64url of the whole 32-byte
+/// storage key.
+pub(crate) const V1_ENCODED_KEY_LEN: usize = 43;
 
 pub(crate) const CREATED: &str = "c";
 pub(crate) const LAST_ACTIVE: &str = "l";
@@ -41,21 +69,50 @@ pub(crate) const IDLE: &str = "i";
 pub(crate) const ABSOLUTE: &str = "a";
 pub(crate) const DATA_PREFIX: &str = "d:";
 
-/// The Redis key of a session: the prefix, then the base64url of the hashed id.
+/// The Redis key of a session: the prefix, then the base64url of the first [`KEY_BYTES`]
+/// of the hashed id.
 pub(crate) fn session_key(prefix: &str, id: &SessionId) -> String {
+    key_of_hash(prefix, &storage_key(id))
+}
+
+/// The Redis key of the session whose storage key (the id's SHA-256) starts with `hash`.
+fn key_of_hash(prefix: &str, hash: &[u8]) -> String {
     let mut key = String::with_capacity(prefix.len() + ENCODED_KEY_LEN);
     key.push_str(prefix);
-    URL_SAFE_NO_PAD.encode_string(storage_key(id), &mut key);
+    URL_SAFE_NO_PAD.encode_string(&hash[..KEY_BYTES], &mut key);
     key
 }
 
-/// A `SCAN MATCH` pattern matching exactly this prefix's session keys: the prefix and 43
+/// The layout 2 name of a layout 1 session key: the same hash, truncated. `None` for a
+/// key that is not a layout 1 session key under `prefix`.
+///
+/// (A key of another prefix could pass for one only if that prefix were this one followed
+/// by exactly 21 base64url characters, with no separator.)
+pub(crate) fn v2_key_of_v1(prefix: &str, v1_key: &[u8]) -> Option<String> {
+    let encoded = v1_key.strip_prefix(prefix.as_bytes())?;
+    if encoded.len() != V1_ENCODED_KEY_LEN {
+        return None;
+    }
+    let hash = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    (hash.len() == 32).then(|| key_of_hash(prefix, &hash))
+}
+
+/// A `SCAN MATCH` pattern matching exactly this prefix's session keys: the prefix and 22
 /// more characters. Neither the layout key nor keys under a longer prefix match it.
 pub(crate) fn scan_pattern(prefix: &str) -> String {
+    pattern_of_len(prefix, ENCODED_KEY_LEN)
+}
+
+/// The `SCAN MATCH` pattern of layout 1 session keys: the prefix and 43 more characters.
+fn v1_scan_pattern(prefix: &str) -> String {
+    pattern_of_len(prefix, V1_ENCODED_KEY_LEN)
+}
+
+fn pattern_of_len(prefix: &str, len: usize) -> String {
     // The prefix holds no glob characters (see `validate_prefix`).
-    let mut pattern = String::with_capacity(prefix.len() + ENCODED_KEY_LEN);
+    let mut pattern = String::with_capacity(prefix.len() + len);
     pattern.push_str(prefix);
-    pattern.push_str(&"?".repeat(ENCODED_KEY_LEN));
+    pattern.push_str(&"?".repeat(len));
     pattern
 }
 
@@ -215,7 +272,8 @@ pub(crate) fn decode(reply: Value, now: SystemTime) -> Result<Option<Record>, De
     Ok(Some(Record { data, meta }))
 }
 
-/// Records the layout version under `{prefix}layout`, or checks the one recorded.
+/// Records the layout version under `{prefix}layout`, or checks the one recorded; upgrades
+/// a prefix at layout 1 (see [`upgrade_from_v1`]) and then records 2.
 pub(crate) async fn migrate(store: &RedisStore) -> Result<(), MigrateError> {
     let key = layout_key(store.key_prefix());
     let mut pipe = redis::pipe();
@@ -227,10 +285,25 @@ pub(crate) async fn migrate(store: &RedisStore) -> Result<(), MigrateError> {
         .cmd("GET")
         .arg(&key);
     let mut conn = store.conn();
-    let (found,): (Option<String>,) = store
+    let (mut found,): (Option<String>,) = store
         .bounded(pipe.query_async(&mut conn))
         .await
         .map_err(MigrateError::Store)?;
+    if found.as_deref() == Some(V1_LAYOUT_VERSION) {
+        upgrade_from_v1(store).await.map_err(MigrateError::Store)?;
+        // Another instance may have upgraded meanwhile (to 2, or later still): record 2
+        // only over 1 (or nothing), and check whatever is recorded then.
+        found = store
+            .bounded(
+                scripts::replace_layout()
+                    .key(&key)
+                    .arg(V1_LAYOUT_VERSION)
+                    .arg(LAYOUT_VERSION)
+                    .invoke_async(&mut conn),
+            )
+            .await
+            .map_err(MigrateError::Store)?;
+    }
     match found {
         Some(found) if found != LAYOUT_VERSION => Err(MigrateError::UnknownLayout {
             found,
@@ -239,6 +312,87 @@ pub(crate) async fn migrate(store: &RedisStore) -> Result<(), MigrateError> {
         // Recorded now, found as expected, or removed meanwhile (nothing to refuse).
         _ => Ok(()),
     }
+}
+
+/// Renames every layout 1 session key under the prefix to its layout 2 name (see
+/// [`v2_key_of_v1`]), keeping its value and its time to live; returns how many moved.
+///
+/// Keys are read on the node that holds them (`DUMP` and `PTTL`, a SCAN batch per round
+/// trip), written under their new names with `RESTORE` (in a cluster the new name is
+/// usually in another slot, so `RENAME` cannot be used), and only then removed. Every
+/// step can run twice: when two instances upgrade at once, the second `RESTORE` of a key
+/// finds the new name taken (`BUSYKEY`) and the old one is removed all the same; a key
+/// already gone is skipped. A key already present under its new name is a session written
+/// in layout 2 since, and is kept as it is.
+///
+/// A layout 1 instance still running may write an old key meanwhile; what it writes after
+/// the key was read is lost, and sessions it creates afterwards are not seen by layout 2
+/// instances (they expire by themselves). Upgrade with the old instances stopped to lose
+/// nothing.
+async fn upgrade_from_v1(store: &RedisStore) -> Result<u64, StoreError> {
+    let prefix: Arc<str> = Arc::from(store.key_prefix());
+    let pattern = v1_scan_pattern(&prefix);
+    store
+        .scan_keys(&pattern, |mut conn, node, keys| {
+            let prefix = Arc::clone(&prefix);
+            async move {
+                let moves: Vec<(Vec<u8>, String)> = keys
+                    .into_iter()
+                    .filter_map(|old| v2_key_of_v1(&prefix, &old).map(|new| (old, new)))
+                    .collect();
+                if moves.is_empty() {
+                    return Ok(0);
+                }
+                let mut read = redis::pipe();
+                for (old, _) in &moves {
+                    read.cmd("DUMP").arg(old).cmd("PTTL").arg(old);
+                }
+                let replies = store.bounded(conn.pipeline_on(node, &read)).await?;
+
+                let mut restores = JoinSet::new();
+                for ((old, new), reply) in moves.into_iter().zip(replies.chunks(2)) {
+                    let [Value::BulkString(dump), Value::Int(pttl)] = reply else {
+                        // Gone since the scan (expired or removed).
+                        continue;
+                    };
+                    if *pttl == -2 {
+                        continue;
+                    }
+                    // No TTL (-1) is RESTORE's 0.
+                    let ttl = (*pttl).max(0);
+                    let mut restore = redis::cmd("RESTORE");
+                    restore.arg(&new).arg(ttl).arg(dump.as_slice());
+                    let (store, mut conn) = (store.clone(), conn.clone());
+                    restores.spawn(async move {
+                        let restored: Result<(), StoreError> = store
+                            .bounded(async {
+                                match restore.query_async::<()>(&mut conn).await {
+                                    Err(e) if e.code() == Some("BUSYKEY") => Ok(()),
+                                    other => other,
+                                }
+                            })
+                            .await;
+                        restored.map(|()| old)
+                    });
+                }
+                let mut moved = Vec::new();
+                while let Some(done) = restores.join_next().await {
+                    moved.push(done.map_err(|e| StoreError::Backend(Box::new(e)))??);
+                }
+                if moved.is_empty() {
+                    return Ok(0);
+                }
+                let mut remove = redis::pipe();
+                for old in &moved {
+                    remove.cmd("UNLINK").arg(old).ignore();
+                }
+                store
+                    .bounded(conn.pipeline_on(node, &remove))
+                    .await
+                    .map(|_| moved.len() as u64)
+            }
+        })
+        .await
 }
 
 /// Stores a new session with the create script, unless a live one holds the key.
@@ -407,10 +561,41 @@ mod tests {
         let id = SessionId::from("the raw session id");
         let key = session_key("p:", &id);
         assert!(key.starts_with("p:"));
-        assert_eq!(key.len(), 2 + ENCODED_KEY_LEN);
+        assert_eq!(key.len(), 2 + 22);
+        assert_eq!(ENCODED_KEY_LEN, 22);
         assert!(!key.contains("raw"));
         assert_eq!(scan_pattern("p:").len(), key.len());
         assert_ne!(crate::layout::layout_key("p:").len(), key.len());
+        // The first 16 bytes of the id's SHA-256, and nothing else.
+        let hash = storage_key(&id);
+        assert_eq!(key["p:".len()..], URL_SAFE_NO_PAD.encode(&hash[..16]));
+        // With the default prefix, 29 characters: Redis keeps it in a 32-byte allocation.
+        assert_eq!(session_key(DEFAULT_PREFIX, &id).len(), 29);
+    }
+
+    #[test]
+    fn v1_keys_map_onto_v2_keys_without_the_id() {
+        let id = SessionId::from("some session id");
+        let v1 = format!("p:{}", URL_SAFE_NO_PAD.encode(storage_key(&id)));
+        assert_eq!(v1.len(), 2 + V1_ENCODED_KEY_LEN);
+        assert_eq!(v1_scan_pattern("p:").len(), v1.len());
+        assert_eq!(
+            v2_key_of_v1("p:", v1.as_bytes()),
+            Some(session_key("p:", &id))
+        );
+        // Not layout 1 session keys under this prefix.
+        let v2 = session_key("p:", &id);
+        for other in [
+            v2.as_str(),
+            "p:layout",
+            &v1[1..],
+            &format!("q:{}", &v1[2..]),
+            &format!("p:{}", &v1[3..]),
+            &format!("p:{}!", &v1[2..44]),
+            &format!("p:{}", "*".repeat(43)),
+        ] {
+            assert_eq!(v2_key_of_v1("p:", other.as_bytes()), None, "{other}");
+        }
     }
 
     #[test]
