@@ -120,8 +120,8 @@ const MAX_SHARDS: usize = 16;
 /// - **Expiring**: expired sessions are never returned; each new session drops the expired
 ///   ones among those it samples, and [`ExpiredCleanup`](super::ExpiredCleanup) or
 ///   [`SessionStore::delete_expired`] sweeps the rest without any request reading them.
-/// - **Compact**: about 150 bytes per session besides its data (the data is kept as JSON
-///   text).
+/// - **Compact**: a session with a few small values takes about 150 bytes in all; its data
+///   is kept packed, each value as JSON text.
 /// - **Concurrent**: every operation on a session is atomic.
 ///
 /// Sessions live only as long as the process and are not shared between processes: use
