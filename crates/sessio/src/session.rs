@@ -382,24 +382,32 @@ impl Session {
             expires_at: state.expiry.unwrap_or(settings.expiry).deadline(now, now),
             expiry: state.expiry,
         };
+        // Lent to the record rather than cloned; it comes back whatever happens.
         let record = Record {
-            data: state.data.clone(),
+            data: std::mem::take(&mut state.data),
             meta,
         };
+        let outcome = self.create_record(&record).await;
+        state.data = record.data;
+        let id = outcome?;
+        state.id = Some(id);
+        state.meta = Some(meta);
+        state.changes = Changes::default();
+        state.expiry_changed = false;
+        state.touch_requested = false;
+        state.id_changed = true;
+        state.expiry_moved = true;
+        state.cookie_dead = false;
+        Ok(())
+    }
+
+    /// Stores `record` under a fresh id and returns the id.
+    async fn create_record(&self, record: &Record) -> Result<SessionId, SessionError> {
+        let settings = self.settings();
         for _ in 0..CREATE_ATTEMPTS {
             let id = settings.ids.generate();
-            match settings.store.create(&id, &record).await {
-                Ok(CreateOutcome::Created) => {
-                    state.id = Some(id);
-                    state.meta = Some(meta);
-                    state.changes = Changes::default();
-                    state.expiry_changed = false;
-                    state.touch_requested = false;
-                    state.id_changed = true;
-                    state.expiry_moved = true;
-                    state.cookie_dead = false;
-                    return Ok(());
-                }
+            match settings.store.create(&id, record).await {
+                Ok(CreateOutcome::Created) => return Ok(id),
                 Ok(_) => continue,
                 Err(error) => return Err(SessionError::Save(error)),
             }

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
 
-pub(crate) use parse::{encode_value, find_cookie};
+#[cfg(test)]
+pub(crate) use parse::encode_value;
+pub(crate) use parse::{find_cookie, push_encoded};
 
 /// When the cookie carries the `Secure` attribute (browsers then send it over HTTPS only).
 ///
@@ -292,18 +294,18 @@ impl CookieConfig {
             }
             CookieLifetime::BrowserSession => None,
         };
-        self.render(encode_value(value), https, max_age, now)
+        self.render(value, https, max_age, now)
     }
 
     /// The `Set-Cookie` value that makes the browser drop the cookie: same name, path and
     /// domain, empty value, expired.
     pub(crate) fn clear_cookie(&self, https: bool, now: SystemTime) -> String {
-        self.render(String::new(), https, Some(Duration::ZERO), now)
+        self.render("", https, Some(Duration::ZERO), now)
     }
 
     fn render(
         &self,
-        value: String,
+        value: &str,
         https: bool,
         max_age: Option<Duration>,
         now: SystemTime,
@@ -316,71 +318,116 @@ impl CookieConfig {
             } else {
                 now.checked_add(max_age).unwrap_or(now)
             };
-            (max_age.as_secs(), http_date(at))
+            (max_age.as_secs(), at)
         });
-        // One pass, no formatter machinery: this runs for every new session.
-        let mut header = String::with_capacity(160 + value.len());
-        let mut attribute = |name: &str, value: &str| {
-            header.push_str("; ");
-            header.push_str(name);
-            if !value.is_empty() {
-                header.push('=');
-                header.push_str(value);
-            }
-        };
+        // One string, no formatter machinery: this runs for every new session.
+        let mut out = String::with_capacity(self.name.len() + 3 * value.len() + 160);
+        out.push_str(&self.name);
+        out.push('=');
+        push_encoded(&mut out, value);
         let domain = self.domain.as_deref();
         let priority = self.priority.map(Priority::as_str);
-        let mut head = String::with_capacity(self.name.len() + 1 + value.len());
-        head.push_str(&self.name);
-        head.push('=');
-        head.push_str(&value);
         if self.express_format {
             // express-session's order, and `Expires` without `Max-Age`.
             if let Some(domain) = domain {
-                attribute("Domain", domain);
+                attribute(&mut out, "Domain", domain);
             }
-            attribute("Path", &self.path);
-            if let Some((_, date)) = &expires {
-                attribute("Expires", date);
+            attribute(&mut out, "Path", &self.path);
+            if let Some((_, at)) = expires {
+                push_expires(&mut out, at);
             }
             if self.http_only {
-                attribute("HttpOnly", "");
+                attribute(&mut out, "HttpOnly", "");
             }
             if secure {
-                attribute("Secure", "");
+                attribute(&mut out, "Secure", "");
             }
             if self.partitioned {
-                attribute("Partitioned", "");
+                attribute(&mut out, "Partitioned", "");
             }
             if let Some(priority) = priority {
-                attribute("Priority", priority);
+                attribute(&mut out, "Priority", priority);
             }
-            attribute("SameSite", same_site);
+            attribute(&mut out, "SameSite", same_site);
         } else {
             if self.http_only {
-                attribute("HttpOnly", "");
+                attribute(&mut out, "HttpOnly", "");
             }
-            attribute("SameSite", same_site);
+            attribute(&mut out, "SameSite", same_site);
             if self.partitioned {
-                attribute("Partitioned", "");
+                attribute(&mut out, "Partitioned", "");
             }
             if secure {
-                attribute("Secure", "");
+                attribute(&mut out, "Secure", "");
             }
-            attribute("Path", &self.path);
+            attribute(&mut out, "Path", &self.path);
             if let Some(domain) = domain {
-                attribute("Domain", domain);
+                attribute(&mut out, "Domain", domain);
             }
-            if let Some((secs, date)) = &expires {
-                attribute("Max-Age", &secs.to_string());
-                attribute("Expires", date);
+            if let Some((secs, at)) = expires {
+                out.push_str("; Max-Age=");
+                push_number(&mut out, secs, 1);
+                push_expires(&mut out, at);
             }
             if let Some(priority) = priority {
-                attribute("Priority", priority);
+                attribute(&mut out, "Priority", priority);
             }
         }
-        head.push_str(&header);
-        head
+        out
+    }
+}
+
+/// Appends `; name=value`, or `; name` for a flag.
+fn attribute(out: &mut String, name: &str, value: &str) {
+    out.push_str("; ");
+    out.push_str(name);
+    if !value.is_empty() {
+        out.push('=');
+        out.push_str(value);
+    }
+}
+
+/// Appends `; Expires=` and an IMF-fixdate (RFC 9110): `Thu, 01 Jan 1970 00:00:00 GMT`.
+fn push_expires(out: &mut String, at: SystemTime) {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let at = OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    out.push_str("; Expires=");
+    out.push_str(DAYS[usize::from(at.weekday().number_days_from_monday())]);
+    out.push_str(", ");
+    push_number(out, u64::from(at.day()), 2);
+    out.push(' ');
+    out.push_str(MONTHS[usize::from(u8::from(at.month()) - 1)]);
+    out.push(' ');
+    // Years before 1 cannot come from a `SystemTime` after the epoch.
+    push_number(out, u64::try_from(at.year()).unwrap_or(0), 4);
+    out.push(' ');
+    push_number(out, u64::from(at.hour()), 2);
+    out.push(':');
+    push_number(out, u64::from(at.minute()), 2);
+    out.push(':');
+    push_number(out, u64::from(at.second()), 2);
+    out.push_str(" GMT");
+}
+
+/// Appends `n` in decimal, zero-padded to at least `width` digits.
+fn push_number(out: &mut String, n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    while at > 0 && (rest > 0 || digits.len() - at < width.max(1)) {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    for &digit in &digits[at..] {
+        out.push(char::from(digit));
     }
 }
 
@@ -392,25 +439,6 @@ impl Priority {
             Priority::High => "High",
         }
     }
-}
-
-/// An IMF-fixdate (RFC 9110): `Thu, 01 Jan 1970 00:00:00 GMT`.
-fn http_date(at: SystemTime) -> String {
-    let secs = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    let at = OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        &at.weekday().to_string()[..3],
-        at.day(),
-        &at.month().to_string()[..3],
-        at.year(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    )
 }
 
 #[cfg(test)]
@@ -502,10 +530,40 @@ mod tests {
             full.set_cookie("v", true, now, now),
             "id=v; Domain=example.com; Path=/; HttpOnly; Secure; Partitioned; Priority=High; SameSite=Lax"
         );
-        assert_eq!(
-            http_date(SystemTime::UNIX_EPOCH),
-            "Thu, 01 Jan 1970 00:00:00 GMT"
-        );
+        let mut expires = String::new();
+        push_expires(&mut expires, SystemTime::UNIX_EPOCH);
+        assert_eq!(expires, "; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+    }
+
+    #[test]
+    fn dates_and_numbers_render_like_the_formatter() {
+        // Every weekday and month, leap days, and the years the cookie can reach.
+        for days in (0..=4_000_000_u64).step_by(997) {
+            let secs = days * 86_400 / 97 + days % 86_400;
+            let at = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            let date = OffsetDateTime::from_unix_timestamp(secs as i64).unwrap();
+            let expected = format!(
+                "; Expires={}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+                &date.weekday().to_string()[..3],
+                date.day(),
+                &date.month().to_string()[..3],
+                date.year(),
+                date.hour(),
+                date.minute(),
+                date.second()
+            );
+            let mut rendered = String::new();
+            push_expires(&mut rendered, at);
+            assert_eq!(rendered, expected);
+        }
+        for n in [0, 1, 9, 10, 59, 86_400, 604_800, u64::MAX] {
+            let mut rendered = String::new();
+            push_number(&mut rendered, n, 1);
+            assert_eq!(rendered, n.to_string());
+        }
+        let mut padded = String::new();
+        push_number(&mut padded, 7, 2);
+        assert_eq!(padded, "07");
     }
 
     #[test]
