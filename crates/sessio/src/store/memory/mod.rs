@@ -227,18 +227,19 @@ fn key_of(id: &SessionId) -> Key {
     u128::from_le_bytes(half)
 }
 
-/// Before a new session goes in: drops the expired among a few entries and, if the shard
-/// is still full, evicts the least recently active of them.
+/// Before a new session goes in: drops the expired among a few entries or, if none is and
+/// the shard is full, returns the index of the least recently active of them, for the new
+/// session to take over (in place: cheaper than removing one entry and appending another).
 ///
 /// The entries are consecutive in the shard's vector from a random start (the new key, a
 /// hash, is the randomness): read in order, they cost a cache miss or two, where as many
 /// scattered reads cost one each. A store that is not full looks at one entry, so expired
 /// sessions that nobody reads still go over time; [`ExpiredCleanup`](super::ExpiredCleanup)
 /// clears them all.
-fn make_room(shard: &mut Shard, capacity: usize, seed: Key, now: i64) {
+fn make_room(shard: &mut Shard, capacity: usize, seed: Key, now: i64) -> Option<usize> {
     let len = shard.len();
     if len == 0 {
-        return;
+        return None;
     }
     let full = len >= capacity;
     let window = if full { SAMPLES } else { SAMPLES_NOT_FULL }.min(len);
@@ -259,9 +260,13 @@ fn make_room(shard: &mut Shard, capacity: usize, seed: Key, now: i64) {
             coldest = Some((at, entry.last_active));
         }
     }
-    if let (0, true, Some((at, _))) = (count, full, coldest) {
-        doomed[0] = at;
-        count = 1;
+    if count == 0 {
+        // Nothing expired: a full shard gives up its coldest slot to the new session.
+        return if full {
+            coldest.map(|(at, _)| at)
+        } else {
+            None
+        };
     }
     let doomed = &mut doomed[..count];
     // Highest first: a swap-remove moves the last entry, never one still to go.
@@ -269,6 +274,7 @@ fn make_room(shard: &mut Shard, capacity: usize, seed: Key, now: i64) {
     for &at in doomed.iter() {
         shard.swap_remove_index(at);
     }
+    None
 }
 
 /// The live entry for `key`; an expired one is dropped.
@@ -291,8 +297,15 @@ impl SessionStore for MemoryStore {
         if live(&mut shard, key, now).is_some() {
             return Ok(CreateOutcome::IdTaken);
         }
-        make_room(&mut shard, self.inner.per_shard, key, now);
-        shard.insert(key, entry);
+        match make_room(&mut shard, self.inner.per_shard, key, now) {
+            // The key is in no other slot: `live` found none.
+            Some(at) if at < shard.len() && shard.replace_index(at, key).is_ok() => {
+                shard[at] = entry;
+            }
+            _ => {
+                shard.insert(key, entry);
+            }
+        }
         Ok(CreateOutcome::Created)
     }
 
