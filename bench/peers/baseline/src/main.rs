@@ -30,6 +30,11 @@ async fn main() {
     let app = Router::new()
         .route("/", get(|| async { TEXT }))
         .route("/peek", get(|| async { "Visitas: 123" }));
+    if let Some(spec) = bench_drive::from_env() {
+        return bench_drive::drive(app, spec)
+            .await
+            .expect("in-process requests");
+    }
     let listener = tokio::net::TcpListener::bind(addr()).await.expect("bind");
     axum::serve(listener, app).await.expect("serve");
 }

@@ -99,6 +99,9 @@ async fn main() -> Result<(), Error> {
         .route("/", get(page_views))
         .route("/peek", get(peek))
         .layer(layer(&args.store).await?);
+    if let Some(spec) = bench_drive::from_env() {
+        return Ok(bench_drive::drive(app, spec).await?);
+    }
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     axum::serve(listener, app).await?;
     Ok(())

@@ -89,6 +89,9 @@ async fn main() -> Result<(), Error> {
     } else {
         return Err(format!("unknown store {store:?}").into());
     };
+    if let Some(spec) = bench_drive::from_env() {
+        return Ok(bench_drive::drive(app, spec).await?);
+    }
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await?;
     Ok(())
