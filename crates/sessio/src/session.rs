@@ -113,10 +113,19 @@ impl Session {
         Ok(())
     }
 
+    /// Locks the state. Uncontended (the usual case: one handler, one call at a time) it
+    /// takes the lock without building and polling a wait future.
+    async fn lock(&self) -> tokio::sync::MutexGuard<'_, State> {
+        match self.inner.state.try_lock() {
+            Ok(state) => state,
+            Err(_) => self.inner.state.lock().await,
+        }
+    }
+
     /// Locks the state, loading the session from the store on first use.
     async fn state(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
         self.inner.used.store(true, Ordering::Relaxed);
-        let mut state = self.inner.state.lock().await;
+        let mut state = self.lock().await;
         if !state.loaded {
             if let Some(cookie) = &self.inner.cookie {
                 let id = cookie.id.clone();
@@ -298,7 +307,7 @@ impl Session {
     /// [`SessionError::Destroy`] if the store failed; the session then still exists.
     pub async fn destroy(&self) -> Result<(), SessionError> {
         self.inner.used.store(true, Ordering::Relaxed);
-        let mut state = self.inner.state.lock().await;
+        let mut state = self.lock().await;
         let id = match (&state.id, state.loaded, &self.inner.cookie) {
             (Some(id), _, _) => Some(id.clone()),
             (None, false, Some(cookie)) => Some(cookie.id.clone()),
@@ -479,7 +488,7 @@ impl Session {
             return Ok(None);
         }
         let settings = self.settings();
-        let mut state = self.inner.state.lock().await;
+        let mut state = self.lock().await;
         if !state.loaded {
             // The first use failed to load: nothing to write.
             return Ok(None);
