@@ -14,7 +14,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::{node_urls, unique_prefix, Cleanup};
+use common::{unique_prefix, Cleanup, Fixture, Target};
 use redis::FromRedisValue;
 use serde_json::{json, Value};
 use sessio::express;
@@ -31,6 +31,17 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// Now, to the millisecond: the precision stores keep.
 fn now() -> SystemTime {
     from_unix_millis(unix_millis(SystemTime::now()))
+}
+
+/// The meta of a session last used at `now`, expiring `ttl` later, with no expiry of its
+/// own.
+fn meta_at(now: SystemTime, ttl: Duration) -> Meta {
+    Meta {
+        created_at: now,
+        last_active: now,
+        expires_at: now + ttl,
+        expiry: None,
+    }
 }
 
 fn new_id() -> SessionId {
@@ -60,60 +71,31 @@ fn as_stored(meta: &Meta) -> Meta {
     }
 }
 
-/// One server or a cluster, as the tests reach it.
-#[derive(Clone)]
-enum Target {
-    Single(String),
-    Cluster(Vec<String>),
+/// A store in the connect-redis layout under a prefix of the test's own on the one server,
+/// and a plain connection to it; `None` skips the test.
+async fn fixture() -> Option<(Fixture, Raw)> {
+    let fx = Fixture::new(Target::single()?, Layout::ConnectRedis, prefix()).await;
+    let raw = raw(&fx.target).await;
+    Some((fx, raw))
 }
 
-impl Target {
-    fn single() -> Option<Self> {
-        service_url("SESSIO_TEST_REDIS_URL").map(Target::Single)
-    }
-
-    fn cluster() -> Option<Self> {
-        service_url("SESSIO_TEST_REDIS_CLUSTER_URLS").map(|urls| Target::Cluster(node_urls(&urls)))
-    }
-
-    fn urls(&self) -> Vec<String> {
-        match self {
-            Target::Single(url) => vec![url.clone()],
-            Target::Cluster(urls) => urls.clone(),
-        }
-    }
-
-    /// A store in the connect-redis layout under `prefix`, on its own connection.
-    async fn store(&self, prefix: &str) -> RedisStore {
-        let store = match self {
-            Target::Single(url) => RedisStore::connect(url).await,
-            Target::Cluster(urls) => RedisStore::connect_cluster(urls).await,
-        };
-        store
-            .expect("connect to Redis")
-            .with_layout(Layout::ConnectRedis)
-            .with_key_prefix(prefix)
-            .expect("valid prefix")
-    }
-
-    /// A plain connection, for looking at (and writing) keys the way Node would.
-    async fn raw(&self) -> Raw {
-        match self {
-            Target::Single(url) => Raw::Single(
-                redis::Client::open(url.as_str())
-                    .unwrap()
-                    .get_multiplexed_async_connection()
-                    .await
-                    .unwrap(),
-            ),
-            Target::Cluster(urls) => Raw::Cluster(
-                redis::cluster::ClusterClient::new(urls.clone())
-                    .unwrap()
-                    .get_async_connection()
-                    .await
-                    .unwrap(),
-            ),
-        }
+/// A plain connection, for looking at (and writing) keys the way Node would.
+async fn raw(target: &Target) -> Raw {
+    match target {
+        Target::Single(url) => Raw::Single(
+            redis::Client::open(url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap(),
+        ),
+        Target::Cluster(urls) => Raw::Cluster(
+            redis::cluster::ClusterClient::new(urls.clone())
+                .unwrap()
+                .get_async_connection()
+                .await
+                .unwrap(),
+        ),
     }
 }
 
@@ -174,12 +156,7 @@ impl Suite {
         let now = self.now();
         Record {
             data: data(value),
-            meta: Meta {
-                created_at: now,
-                last_active: now,
-                expires_at: now + ttl,
-                expiry: None,
-            },
+            meta: meta_at(now, ttl),
         }
     }
 
@@ -202,14 +179,13 @@ impl Suite {
 }
 
 /// Every rule of `check_store`, with the meta expected from express-session's JSON.
-async fn conforms(target: &Target) {
-    let prefix = prefix();
-    let cleanup = Cleanup::new(target.urls(), &prefix);
+async fn conforms(target: Target) {
+    let fx = Fixture::new(target, Layout::ConnectRedis, prefix()).await;
+    let other = Arc::new(fx.another_store().await);
     let suite = Suite {
-        store: target.store(&prefix).await,
+        store: fx.store.clone(),
         clock: ManualClock::new(now()),
     };
-    let other = Arc::new(target.store(&prefix).await);
 
     // A new store is empty.
     assert_eq!(suite.count().await, 0);
@@ -360,7 +336,7 @@ async fn conforms(target: &Target) {
     assert!(suite.load(&short).await.is_none());
     assert!(suite.load(&long).await.is_some());
 
-    cleanup.finish();
+    fx.finish();
 }
 
 /// `writers` tasks each set a key of their own on session `id`, half through `a` and half
@@ -407,7 +383,7 @@ async fn standalone_connect_redis_conforms() {
     let Some(target) = Target::single() else {
         return;
     };
-    conforms(&target).await;
+    conforms(target).await;
 }
 
 #[tokio::test]
@@ -415,7 +391,7 @@ async fn cluster_connect_redis_conforms() {
     let Some(target) = Target::cluster() else {
         return;
     };
-    conforms(&target).await;
+    conforms(target).await;
 }
 
 /// `check_store` fails in this layout at its first meta comparison, and only there: the
@@ -432,7 +408,7 @@ async fn check_store_stops_at_the_meta_round_trip() {
         let (target, prefix) = (target.clone(), prefix.clone());
         move || {
             let (target, prefix) = (target.clone(), prefix.clone());
-            async move { target.store(&prefix).await }
+            async move { target.store(Layout::ConnectRedis, &prefix).await }
         }
     };
     let outcome = tokio::spawn(async move { check_store(make).await }).await;
@@ -456,13 +432,10 @@ async fn check_store_stops_at_the_meta_round_trip() {
 
 #[tokio::test]
 async fn create_writes_connect_redis_json_and_ttl() {
-    let Some(target) = Target::single() else {
+    let Some((fx, mut raw)) = fixture().await else {
         return;
     };
-    let prefix = prefix();
-    let cleanup = Cleanup::new(target.urls(), &prefix);
-    let store = target.store(&prefix).await;
-    let mut raw = target.raw().await;
+    let (prefix, store) = (&fx.prefix, &fx.store);
 
     // The caller's clock, ten minutes behind Redis's: the TTL follows the caller.
     let clock = ManualClock::new(now() - Duration::from_secs(600));
@@ -538,7 +511,7 @@ async fn create_writes_connect_redis_json_and_ttl() {
         (before + 7_200_000..=after + 7_200_000).contains(&expire_at),
         "PEXPIRETIME {expire_at} after touch"
     );
-    cleanup.finish();
+    fx.finish();
 }
 
 /// A session as Node's connect-redis stores it: `JSON.stringify` of express-session's
@@ -561,13 +534,10 @@ fn node_value(expires: &str) -> String {
 
 #[tokio::test]
 async fn values_written_by_node_load_typed_and_survive_updates() {
-    let Some(target) = Target::single() else {
+    let Some((fx, mut raw)) = fixture().await else {
         return;
     };
-    let prefix = prefix();
-    let cleanup = Cleanup::new(target.urls(), &prefix);
-    let store = target.store(&prefix).await;
-    let mut raw = target.raw().await;
+    let (prefix, store) = (&fx.prefix, &fx.store);
 
     let now = now();
     let expires_at = now + Duration::from_secs(86_000);
@@ -648,18 +618,15 @@ async fn values_written_by_node_load_typed_and_survive_updates() {
     );
     expected["cookie"]["expires"] = json!(express::format_date(later.expires_at));
     assert_eq!(raw.get_json(&key).await, expected);
-    cleanup.finish();
+    fx.finish();
 }
 
 #[tokio::test]
 async fn a_browser_session_cookie_ends_with_its_key() {
-    let Some(target) = Target::single() else {
+    let Some((fx, mut raw)) = fixture().await else {
         return;
     };
-    let prefix = prefix();
-    let cleanup = Cleanup::new(target.urls(), &prefix);
-    let store = target.store(&prefix).await;
-    let mut raw = target.raw().await;
+    let (prefix, store) = (&fx.prefix, &fx.store);
     // express-session without maxAge: connect-redis stores it for a day.
     let id = new_id();
     let key = format!("{prefix}{}", id.as_str());
@@ -685,18 +652,15 @@ async fn a_browser_session_cookie_ends_with_its_key() {
         0
     );
     assert!(raw.exists(&key).await);
-    cleanup.finish();
+    fx.finish();
 }
 
 #[tokio::test]
 async fn a_session_node_touched_lives_as_long_as_its_key() {
-    let Some(target) = Target::single() else {
+    let Some((fx, mut raw)) = fixture().await else {
         return;
     };
-    let prefix = prefix();
-    let cleanup = Cleanup::new(target.urls(), &prefix);
-    let store = target.store(&prefix).await;
-    let mut raw = target.raw().await;
+    let (prefix, store) = (&fx.prefix, &fx.store);
     // Saved a minute ago with a one-minute maxAge; since then Node's touch (connect-redis:
     // `EXPIRE` only) moved the key's expiry an hour ahead without rewriting the JSON.
     let now = now();
@@ -717,7 +681,7 @@ async fn a_session_node_touched_lives_as_long_as_its_key() {
     assert_eq!(loaded.data["page_views"], json!(7));
     let left = loaded.meta.expires_at.duration_since(now).unwrap();
     assert!(left > Duration::from_secs(3_500), "{left:?}");
-    cleanup.finish();
+    fx.finish();
 }
 
 // ------------------------------------------------------------------------------------
@@ -725,25 +689,19 @@ async fn a_session_node_touched_lives_as_long_as_its_key() {
 // ------------------------------------------------------------------------------------
 
 async fn many_writers(target: Target) {
-    let prefix = prefix();
-    let cleanup = Cleanup::new(target.urls(), &prefix);
-    let a = target.store(&prefix).await;
-    let b = Arc::new(target.store(&prefix).await);
+    let fx = Fixture::new(target, Layout::ConnectRedis, prefix()).await;
+    let a = &fx.store;
+    let b = Arc::new(fx.another_store().await);
     let now = now();
     let record = Record {
         data: data(json!({"base": true, "list": [], "n": 9007199254740991u64})),
-        meta: Meta {
-            created_at: now,
-            last_active: now,
-            expires_at: now + HOUR,
-            expiry: None,
-        },
+        meta: meta_at(now, HOUR),
     };
     let id = new_id();
     a.create(&id, &record).await.unwrap();
     // As many writers as attempts allowed: the unluckiest loses to every other once.
-    concurrent_writers(&a, &b, &id, &record.meta, 32).await;
-    cleanup.finish();
+    concurrent_writers(a, &b, &id, &record.meta, 32).await;
+    fx.finish();
 }
 
 #[tokio::test]
@@ -764,19 +722,15 @@ async fn thirty_two_writers_all_survive_in_a_cluster() {
 
 #[tokio::test]
 async fn missing_sessions_are_never_created_and_ended_ones_are_deleted() {
-    let Some(target) = Target::single() else {
+    let Some((fx, mut raw)) = fixture().await else {
         return;
     };
-    let prefix = prefix();
-    let cleanup = Cleanup::new(target.urls(), &prefix);
-    let store = target.store(&prefix).await;
-    let mut raw = target.raw().await;
+    let (prefix, store) = (&fx.prefix, &fx.store);
     let now = now();
-    let meta = Meta {
-        created_at: now,
-        last_active: now,
-        expires_at: now + HOUR,
-        expiry: None,
+    let meta = meta_at(now, HOUR);
+    let empty = Record {
+        data: Data::new(),
+        meta,
     };
     let key_of = |id: &SessionId| format!("{prefix}{}", id.as_str());
 
@@ -821,16 +775,7 @@ async fn missing_sessions_are_never_created_and_ended_ones_are_deleted() {
 
     // So does a touch.
     let id = new_id();
-    store
-        .create(
-            &id,
-            &Record {
-                data: Data::new(),
-                meta,
-            },
-        )
-        .await
-        .unwrap();
+    store.create(&id, &empty).await.unwrap();
     let ended = Meta {
         expires_at: now,
         ..meta
@@ -844,16 +789,7 @@ async fn missing_sessions_are_never_created_and_ended_ones_are_deleted() {
     // A session expired by the caller's clock is not written, even though Redis still
     // holds it.
     let id = new_id();
-    store
-        .create(
-            &id,
-            &Record {
-                data: Data::new(),
-                meta,
-            },
-        )
-        .await
-        .unwrap();
+    store.create(&id, &empty).await.unwrap();
     let much_later = Meta {
         last_active: meta.expires_at,
         expires_at: meta.expires_at + HOUR,
@@ -880,21 +816,12 @@ async fn missing_sessions_are_never_created_and_ended_ones_are_deleted() {
     );
     assert!(!raw.exists(&key_of(&id)).await);
     let taken = new_id();
-    store
-        .create(
-            &taken,
-            &Record {
-                data: Data::new(),
-                meta,
-            },
-        )
-        .await
-        .unwrap();
+    store.create(&taken, &empty).await.unwrap();
     assert_eq!(
         store.create(&taken, &over).await.unwrap(),
         CreateOutcome::IdTaken
     );
-    cleanup.finish();
+    fx.finish();
 }
 
 // ------------------------------------------------------------------------------------
@@ -926,47 +853,36 @@ async fn the_layout_sets_connect_redis_default_prefix() {
 
 #[tokio::test]
 async fn the_key_is_the_prefix_and_the_raw_id() {
-    let Some(target) = Target::single() else {
+    let Some((fx, mut raw)) = fixture().await else {
         return;
     };
-    let prefix = prefix();
-    let cleanup = Cleanup::new(target.urls(), &prefix);
-    let store = target.store(&prefix).await;
-    let mut raw = target.raw().await;
+    let (prefix, store) = (&fx.prefix, &fx.store);
     // An id as express-session generates them: 24 random bytes, base64url.
     let id = SessionId::from("oVzXr8yJ0m3Zq4kT7pLb2WcHfN9dGs1A");
     let now = now();
     let record = Record {
         data: Data::new(),
-        meta: Meta {
-            created_at: now,
-            last_active: now,
-            expires_at: now + HOUR,
-            expiry: None,
-        },
+        meta: meta_at(now, HOUR),
     };
     store.create(&id, &record).await.unwrap();
     assert_eq!(
-        common::keys_with_prefix(&target.urls(), &prefix),
+        fx.keys(),
         vec![format!("{prefix}oVzXr8yJ0m3Zq4kT7pLb2WcHfN9dGs1A")]
     );
     store.delete(&id).await.unwrap();
     assert!(!raw.exists(&format!("{prefix}{}", id.as_str())).await);
-    cleanup.finish();
+    fx.finish();
 }
 
 #[tokio::test]
 async fn migrate_writes_nothing_and_refuses_a_native_prefix() {
-    let Some(target) = Target::single() else {
+    let Some((fx, mut raw)) = fixture().await else {
         return;
     };
-    let prefix = prefix();
-    let cleanup = Cleanup::new(target.urls(), &prefix);
-    let store = target.store(&prefix).await;
-    let mut raw = target.raw().await;
+    let (prefix, store) = (&fx.prefix, &fx.store);
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
-    assert!(common::keys_with_prefix(&target.urls(), &prefix).is_empty());
+    assert!(fx.keys().is_empty());
 
     // A Node session whose id is "layout" is a session, not a marker.
     let layout_key = format!("{prefix}layout");
@@ -982,11 +898,7 @@ async fn migrate_writes_nothing_and_refuses_a_native_prefix() {
     store.migrate().await.unwrap();
 
     // The native layout's marker under the same prefix: refused, and left alone.
-    let native = RedisStore::connect(&target.urls()[0])
-        .await
-        .unwrap()
-        .with_key_prefix(&prefix)
-        .unwrap();
+    let native = fx.target.store(Layout::Native, prefix).await;
     let _: i64 = raw.query(redis::cmd("DEL").arg(&layout_key)).await;
     native.migrate().await.unwrap();
     match store.migrate().await {
@@ -997,18 +909,15 @@ async fn migrate_writes_nothing_and_refuses_a_native_prefix() {
         other => panic!("migrate over a native prefix returned {other:?}"),
     }
     assert_eq!(raw.get(&layout_key).await.as_deref(), Some("2"));
-    cleanup.finish();
+    fx.finish();
 }
 
 #[tokio::test]
 async fn delete_expired_goes_by_cookie_expires_and_skips_what_is_not_a_session() {
-    let Some(target) = Target::single() else {
+    let Some((fx, mut raw)) = fixture().await else {
         return;
     };
-    let prefix = prefix();
-    let cleanup = Cleanup::new(target.urls(), &prefix);
-    let store = target.store(&prefix).await;
-    let mut raw = target.raw().await;
+    let (prefix, store) = (&fx.prefix, &fx.store);
     let now = now();
     let clock = ManualClock::new(now);
 
@@ -1024,12 +933,7 @@ async fn delete_expired_goes_by_cookie_expires_and_skips_what_is_not_a_session()
         )
         .await;
     // Written by the store: one expiring in an hour, one in three.
-    let meta = |ttl| Meta {
-        created_at: now,
-        last_active: now,
-        expires_at: now + ttl,
-        expiry: None,
-    };
+    let meta = |ttl| meta_at(now, ttl);
     let (soon, late) = (new_id(), new_id());
     for (id, ttl) in [(&soon, HOUR), (&late, 3 * HOUR)] {
         let record = Record {
@@ -1074,25 +978,17 @@ async fn delete_expired_goes_by_cookie_expires_and_skips_what_is_not_a_session()
     store.touch(&late, &touched).await.unwrap();
     clock.advance(3 * HOUR);
     assert_eq!(store.delete_expired(clock.now()).await.unwrap(), 0);
-    cleanup.finish();
+    fx.finish();
 }
 
 #[tokio::test]
 async fn bad_stored_values_are_decode_errors() {
-    let Some(target) = Target::single() else {
+    let Some((fx, mut raw)) = fixture().await else {
         return;
     };
-    let prefix = prefix();
-    let cleanup = Cleanup::new(target.urls(), &prefix);
-    let store = target.store(&prefix).await;
-    let mut raw = target.raw().await;
+    let (prefix, store) = (&fx.prefix, &fx.store);
     let now = now();
-    let meta = Meta {
-        created_at: now,
-        last_active: now,
-        expires_at: now + HOUR,
-        expiry: None,
-    };
+    let meta = meta_at(now, HOUR);
     for bad in [
         &b"not json"[..],
         b"[1,2]",
@@ -1115,5 +1011,5 @@ async fn bad_stored_values_are_decode_errors() {
         let value: Vec<u8> = raw.query(redis::cmd("GET").arg(&key)).await;
         assert_eq!(value, bad);
     }
-    cleanup.finish();
+    fx.finish();
 }

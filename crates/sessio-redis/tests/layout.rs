@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{keys_with_prefix, unique_prefix, Cleanup};
+use common::{unique_prefix, Fixture, Target};
 use redis::Commands;
 use serde_json::json;
 use sessio::store::{
@@ -13,7 +13,7 @@ use sessio::store::{
 };
 use sessio::testing::service_url;
 use sessio::{Expiry, IdGenerator, RandomIdGenerator, SessionId, SessionStore};
-use sessio_redis::{ConnectError, InvalidKeyPrefix, MigrateError, RedisStore};
+use sessio_redis::{ConnectError, InvalidKeyPrefix, Layout, MigrateError, RedisStore};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -38,16 +38,18 @@ fn record(data: serde_json::Value) -> Record {
     }
 }
 
-async fn store(url: &str, prefix: &str) -> RedisStore {
-    RedisStore::connect(url)
-        .await
-        .expect("connect to Redis")
-        .with_key_prefix(prefix)
-        .expect("valid prefix")
+/// A native store under a key prefix of the test's own on the one server; `None` skips the
+/// test.
+async fn fixture() -> Option<Fixture> {
+    Some(Fixture::new(Target::single()?, Layout::Native, unique_prefix()).await)
 }
 
-fn raw(url: &str) -> redis::Connection {
-    redis::Client::open(url).unwrap().get_connection().unwrap()
+/// A plain connection to the one server.
+fn raw(target: &Target) -> redis::Connection {
+    redis::Client::open(target.urls()[0].as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -90,12 +92,11 @@ async fn key_prefixes_are_validated() {
 
 #[tokio::test]
 async fn the_raw_session_id_is_in_no_key_or_field() {
-    let Some(url) = service_url("SESSIO_TEST_REDIS_URL") else {
+    let Some(fx) = fixture().await else {
         return;
     };
-    let prefix = unique_prefix();
-    let cleanup = Cleanup::new(vec![url.clone()], &prefix);
-    let store = store(&url, &prefix).await;
+    let prefix = &fx.prefix;
+    let store = &fx.store;
     let ids: Vec<SessionId> = (0..5)
         .map(|_| RandomIdGenerator::default().generate())
         .collect();
@@ -116,8 +117,8 @@ async fn the_raw_session_id_is_in_no_key_or_field() {
         store.touch(id, &meta).await.unwrap();
     }
 
-    let mut conn = raw(&url);
-    let keys = keys_with_prefix(std::slice::from_ref(&url), &prefix);
+    let mut conn = raw(&fx.target);
+    let keys = fx.keys();
     assert_eq!(keys.len(), ids.len());
     for key in &keys {
         // The prefix and the base64url of 16 bytes of the id's SHA-256.
@@ -133,17 +134,15 @@ async fn the_raw_session_id_is_in_no_key_or_field() {
             }
         }
     }
-    cleanup.finish();
+    fx.finish();
 }
 
 #[tokio::test]
 async fn awkward_keys_round_trip() {
-    let Some(url) = service_url("SESSIO_TEST_REDIS_URL") else {
+    let Some(fx) = fixture().await else {
         return;
     };
-    let prefix = unique_prefix();
-    let cleanup = Cleanup::new(vec![url.clone()], &prefix);
-    let store = store(&url, &prefix).await;
+    let store = &fx.store;
     let awkward = ["a.b", "q\"uote", "d:x", "ü", "", "c", "e", "d:", "*", "\n"];
     let id = RandomIdGenerator::default().generate();
     let rec = record(json!({"keep": true}));
@@ -197,17 +196,15 @@ async fn awkward_keys_round_trip() {
         json!({"d:x": "again"})
     );
     assert_eq!(loaded.meta, rec.meta);
-    cleanup.finish();
+    fx.finish();
 }
 
 #[tokio::test]
 async fn the_session_expiry_is_kept_and_cleared_and_sets_the_ttl() {
-    let Some(url) = service_url("SESSIO_TEST_REDIS_URL") else {
+    let Some(fx) = fixture().await else {
         return;
     };
-    let prefix = unique_prefix();
-    let cleanup = Cleanup::new(vec![url.clone()], &prefix);
-    let store = store(&url, &prefix).await;
+    let store = &fx.store;
     let id = RandomIdGenerator::default().generate();
     let mut rec = record(json!({}));
     rec.meta.expiry = Some(Expiry::new(HOUR, 24 * HOUR));
@@ -215,8 +212,8 @@ async fn the_session_expiry_is_kept_and_cleared_and_sets_the_ttl() {
     let loaded = store.load(&id, SystemTime::now()).await.unwrap().unwrap();
     assert_eq!(loaded.meta.expiry, rec.meta.expiry);
 
-    let key = keys_with_prefix(std::slice::from_ref(&url), &prefix).remove(0);
-    let mut conn = raw(&url);
+    let key = fx.keys().remove(0);
+    let mut conn = raw(&fx.target);
     let expire_at: i64 = redis::cmd("PEXPIRETIME")
         .arg(&key)
         .query(&mut conn)
@@ -267,21 +264,19 @@ async fn the_session_expiry_is_kept_and_cleared_and_sets_the_ttl() {
         .unwrap()
         .is_none());
     assert_eq!(store.count().await.unwrap(), 1);
-    cleanup.finish();
+    fx.finish();
 }
 
 #[tokio::test]
 async fn bad_stored_content_is_a_decode_error() {
-    let Some(url) = service_url("SESSIO_TEST_REDIS_URL") else {
+    let Some(fx) = fixture().await else {
         return;
     };
-    let prefix = unique_prefix();
-    let cleanup = Cleanup::new(vec![url.clone()], &prefix);
-    let store = store(&url, &prefix).await;
+    let store = &fx.store;
     let id = RandomIdGenerator::default().generate();
     store.create(&id, &record(json!({"k": 1}))).await.unwrap();
-    let key = keys_with_prefix(std::slice::from_ref(&url), &prefix).remove(0);
-    let mut conn = raw(&url);
+    let key = fx.keys().remove(0);
+    let mut conn = raw(&fx.target);
 
     let _: i64 = conn.hset(&key, "d:k", "{not json").unwrap();
     let error = store.load(&id, SystemTime::now()).await.unwrap_err();
@@ -291,20 +286,19 @@ async fn bad_stored_content_is_a_decode_error() {
     let _: i64 = conn.hset(&key, "c", "yesterday").unwrap();
     let error = store.load(&id, SystemTime::now()).await.unwrap_err();
     assert!(matches!(error, StoreError::Decode(_)), "{error:?}");
-    cleanup.finish();
+    fx.finish();
 }
 
 #[tokio::test]
 async fn migrate_records_the_layout_and_refuses_an_unknown_one() {
-    let Some(url) = service_url("SESSIO_TEST_REDIS_URL") else {
+    let Some(fx) = fixture().await else {
         return;
     };
-    let prefix = unique_prefix();
-    let cleanup = Cleanup::new(vec![url.clone()], &prefix);
-    let store = store(&url, &prefix).await;
+    let prefix = &fx.prefix;
+    let store = &fx.store;
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
-    let mut conn = raw(&url);
+    let mut conn = raw(&fx.target);
     let layout_key = format!("{prefix}layout");
     let layout: String = conn.get(&layout_key).unwrap();
     assert_eq!(layout, "2");
@@ -320,19 +314,22 @@ async fn migrate_records_the_layout_and_refuses_an_unknown_one() {
     }
     let layout: String = conn.get(&layout_key).unwrap();
     assert_eq!(layout, "3", "migrate changed an unknown layout");
-    cleanup.finish();
+    fx.finish();
 }
 
 #[tokio::test]
 async fn nested_prefixes_do_not_see_each_other() {
-    let Some(url) = service_url("SESSIO_TEST_REDIS_URL") else {
+    let Some(target) = Target::single() else {
         return;
     };
     let outer_prefix = unique_prefix();
-    let cleanup = Cleanup::new(vec![url.clone()], &outer_prefix);
-    let outer = store(&url, &outer_prefix).await;
-    let inner = store(&url, &format!("{outer_prefix}inner:")).await;
-    for store in [&outer, &inner] {
+    let fx = Fixture::new(target, Layout::Native, outer_prefix.clone()).await;
+    let outer = &fx.store;
+    let inner = fx
+        .target
+        .store(Layout::Native, &format!("{outer_prefix}inner:"))
+        .await;
+    for store in [outer, &inner] {
         store.migrate().await.unwrap();
         for _ in 0..3 {
             let id = RandomIdGenerator::default().generate();
@@ -345,17 +342,15 @@ async fn nested_prefixes_do_not_see_each_other() {
     assert_eq!(outer.delete_expired(later).await.unwrap(), 3);
     assert_eq!(inner.count().await.unwrap(), 3);
     assert_eq!(inner.delete_expired(later).await.unwrap(), 3);
-    cleanup.finish();
+    fx.finish();
 }
 
 #[tokio::test]
 async fn delete_expired_keeps_a_session_touched_since() {
-    let Some(url) = service_url("SESSIO_TEST_REDIS_URL") else {
+    let Some(fx) = fixture().await else {
         return;
     };
-    let prefix = unique_prefix();
-    let cleanup = Cleanup::new(vec![url.clone()], &prefix);
-    let store = store(&url, &prefix).await;
+    let store = &fx.store;
     let id = RandomIdGenerator::default().generate();
     let rec = record(json!({}));
     store.create(&id, &rec).await.unwrap();
@@ -373,15 +368,15 @@ async fn delete_expired_keeps_a_session_touched_since() {
         0
     );
     assert!(store.load(&id, SystemTime::now()).await.unwrap().is_some());
-    cleanup.finish();
+    fx.finish();
 }
 
 #[tokio::test]
 async fn debug_shows_prefix_and_mode_only() {
-    let Some(url) = service_url("SESSIO_TEST_REDIS_URL") else {
+    let Some(target) = Target::single() else {
         return;
     };
-    let store = store(&url, "dbg:").await;
+    let store = target.store(Layout::Native, "dbg:").await;
     let debug = format!("{store:?}");
     assert!(
         debug.contains("\"dbg:\"") && debug.contains("standalone"),
@@ -397,17 +392,17 @@ async fn debug_shows_prefix_and_mode_only() {
 /// the server's version and allocator).
 #[tokio::test]
 async fn memory_per_session_is_reported() {
-    let Some(url) = service_url("SESSIO_TEST_REDIS_URL") else {
+    let Some(target) = Target::single() else {
         return;
     };
     // As long as the default prefix `sessio:`, so the key is as long as in production.
     let probe = format!("m{}:", &common::random_hex()[..5]);
-    let cleanup = Cleanup::new(vec![url.clone()], &probe);
-    let store = store(&url, &probe).await;
+    let fx = Fixture::new(target, Layout::Native, probe).await;
+    let store = &fx.store;
     let id = RandomIdGenerator::default().generate();
     store.create(&id, &record(json!({}))).await.unwrap();
-    let key = keys_with_prefix(std::slice::from_ref(&url), &probe).remove(0);
-    let mut conn = raw(&url);
+    let key = fx.keys().remove(0);
+    let mut conn = raw(&fx.target);
     let usage: i64 = redis::cmd("MEMORY")
         .arg("USAGE")
         .arg(&key)
@@ -417,7 +412,7 @@ async fn memory_per_session_is_reported() {
     let mut rec = record(json!({}));
     rec.meta.expiry = Some(Expiry::new(HOUR, 24 * HOUR));
     store.create(&with_expiry, &rec).await.unwrap();
-    let keys = keys_with_prefix(std::slice::from_ref(&url), &probe);
+    let keys = fx.keys();
     let other = keys.iter().find(|k| **k != key).unwrap();
     let usage_expiry: i64 = redis::cmd("MEMORY")
         .arg("USAGE")
@@ -429,7 +424,7 @@ async fn memory_per_session_is_reported() {
          key of {} characters",
         key.len()
     );
-    cleanup.finish();
+    fx.finish();
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! Shared by the integration tests: unique key prefixes, and a guard that removes a test's
-//! keys from every node however the test ends.
+//! Shared by the integration tests: the servers they run against, unique key prefixes, a
+//! guard that removes a test's keys from every node however the test ends, and a store
+//! set up with both.
 #![allow(dead_code)]
 
 use std::collections::hash_map::RandomState;
@@ -7,6 +8,8 @@ use std::hash::BuildHasher;
 use std::time::{Duration, SystemTime};
 
 use redis::Commands;
+use sessio::testing::service_url;
+use sessio_redis::{Layout, RedisStore};
 
 /// Random hex, different on every call.
 pub fn random_hex() -> String {
@@ -33,6 +36,93 @@ pub fn node_urls(list: &str) -> Vec<String> {
         .filter(|url| !url.is_empty())
         .map(str::to_owned)
         .collect()
+}
+
+/// One server or a cluster, as the tests reach it.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
+impl Target {
+    /// The server of `SESSIO_TEST_REDIS_URL`; `None` skips the test (see
+    /// [`service_url`]).
+    pub fn single() -> Option<Self> {
+        service_url("SESSIO_TEST_REDIS_URL").map(Target::Single)
+    }
+
+    /// The cluster of `SESSIO_TEST_REDIS_CLUSTER_URLS`; `None` skips the test.
+    pub fn cluster() -> Option<Self> {
+        service_url("SESSIO_TEST_REDIS_CLUSTER_URLS").map(|urls| Target::Cluster(node_urls(&urls)))
+    }
+
+    /// Every node's URL (the one server's alone).
+    pub fn urls(&self) -> Vec<String> {
+        match self {
+            Target::Single(url) => vec![url.clone()],
+            Target::Cluster(urls) => urls.clone(),
+        }
+    }
+
+    /// A store with the default layout and prefix, on its own connection.
+    pub async fn connect(&self) -> RedisStore {
+        match self {
+            Target::Single(url) => RedisStore::connect(url).await.expect("connect to Redis"),
+            Target::Cluster(urls) => RedisStore::connect_cluster(urls)
+                .await
+                .expect("connect to the Redis Cluster"),
+        }
+    }
+
+    /// A store in `layout` under `prefix`, on its own connection.
+    pub async fn store(&self, layout: Layout, prefix: &str) -> RedisStore {
+        self.connect()
+            .await
+            .with_layout(layout)
+            .with_key_prefix(prefix)
+            .expect("valid prefix")
+    }
+}
+
+/// A test's own key prefix on a target, a store in a layout under it, and the cleanup of
+/// the prefix.
+pub struct Fixture {
+    pub target: Target,
+    pub layout: Layout,
+    pub prefix: String,
+    pub store: RedisStore,
+    pub cleanup: Cleanup,
+}
+
+impl Fixture {
+    /// A store in `layout` under `prefix` on `target`, its keys removed afterwards.
+    pub async fn new(target: Target, layout: Layout, prefix: String) -> Self {
+        let cleanup = Cleanup::new(target.urls(), &prefix);
+        let store = target.store(layout, &prefix).await;
+        Self {
+            target,
+            layout,
+            prefix,
+            store,
+            cleanup,
+        }
+    }
+
+    /// Another store under the same prefix, on a connection of its own.
+    pub async fn another_store(&self) -> RedisStore {
+        self.target.store(self.layout, &self.prefix).await
+    }
+
+    /// Every key with the prefix, now.
+    pub fn keys(&self) -> Vec<String> {
+        self.cleanup.keys()
+    }
+
+    /// Removes the prefix's keys now and asserts none remain.
+    pub fn finish(self) {
+        self.cleanup.finish();
+    }
 }
 
 fn connection(url: &str) -> redis::RedisResult<redis::Connection> {
@@ -84,6 +174,11 @@ impl Cleanup {
             }
         }
         Ok(())
+    }
+
+    /// Every key with the prefix, now.
+    pub fn keys(&self) -> Vec<String> {
+        keys_with_prefix(&self.urls, &self.prefix)
     }
 
     /// Removes the keys now and asserts none remain.
