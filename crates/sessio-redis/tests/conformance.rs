@@ -5,31 +5,22 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{node_urls, unique_prefix, Cleanup};
-use sessio::testing::{check_store, service_url};
+use common::{unique_prefix, Cleanup, Target};
+use sessio::testing::check_store;
 use sessio::SessionStore;
-use sessio_redis::RedisStore;
+use sessio_redis::{Layout, RedisStore};
 
 /// Far enough ahead that every session of the run has expired by then.
 fn far_future() -> SystemTime {
     SystemTime::now() + Duration::from_secs(1000 * 86_400)
 }
 
-/// The suite on stores from `connect` under a fresh prefix; afterwards everything it left is
-/// swept by the far future.
-async fn conforms<F, Fut>(nodes: Vec<String>, connect: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = RedisStore>,
-{
+/// The suite on stores connected to `target` under a fresh prefix; afterwards everything it
+/// left is swept by the far future.
+async fn conforms(target: Target) {
     let prefix = unique_prefix();
-    let cleanup = Cleanup::new(nodes, &prefix);
-    let with_prefix = || async {
-        connect()
-            .await
-            .with_key_prefix(&prefix)
-            .expect("valid prefix")
-    };
+    let cleanup = Cleanup::new(target.urls(), &prefix);
+    let with_prefix = || target.store(Layout::Native, &prefix);
     check_store(with_prefix).await;
 
     let store = with_prefix().await;
@@ -41,36 +32,27 @@ where
 
 #[tokio::test]
 async fn standalone_redis_conforms() {
-    let Some(url) = service_url("SESSIO_TEST_REDIS_URL") else {
+    let Some(target) = Target::single() else {
         return;
     };
-    conforms(vec![url.clone()], || async {
-        RedisStore::connect(&url).await.expect("connect to Redis")
-    })
-    .await;
+    conforms(target).await;
 }
 
 #[tokio::test]
 async fn redis_cluster_conforms() {
-    let Some(urls) = service_url("SESSIO_TEST_REDIS_CLUSTER_URLS") else {
+    let Some(target) = Target::cluster() else {
         return;
     };
-    let urls = node_urls(&urls);
-    conforms(urls.clone(), || async {
-        RedisStore::connect_cluster(&urls)
-            .await
-            .expect("connect to the Redis Cluster")
-    })
-    .await;
+    conforms(target).await;
 }
 
 /// Sessions spread over every primary, and `count` and `delete_expired` find them all.
 #[tokio::test]
 async fn cluster_scans_reach_every_primary() {
-    let Some(urls) = service_url("SESSIO_TEST_REDIS_CLUSTER_URLS") else {
+    let Some(target) = Target::cluster() else {
         return;
     };
-    let urls = node_urls(&urls);
+    let urls = target.urls();
     let prefix = unique_prefix();
     let cleanup = Cleanup::new(urls.clone(), &prefix);
     let store = RedisStore::connect_url(&format!(

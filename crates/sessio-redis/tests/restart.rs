@@ -126,6 +126,19 @@ struct Reply {
     took: Duration,
 }
 
+impl Reply {
+    /// Asserts the request was refused with a 503, promptly.
+    fn assert_prompt_503(&self) {
+        assert_eq!(
+            self.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            self.body
+        );
+        assert!(self.took < PROMPT, "a request took {:?}", self.took);
+    }
+}
+
 async fn visit(app: &Router, cookie: Option<&str>) -> Reply {
     let mut request = Request::builder().uri("https://example.com/");
     if let Some(cookie) = cookie {
@@ -195,13 +208,7 @@ async fn redis_killed_and_restarted() {
     server.kill();
     for _ in 0..3 {
         let reply = visit(&app, Some(&cookie)).await;
-        assert_eq!(
-            reply.status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{}",
-            reply.body
-        );
-        assert!(reply.took < PROMPT, "a request took {:?}", reply.took);
+        reply.assert_prompt_503();
         assert!(reply.set_cookie.is_none());
         let body = reply.body.to_lowercase();
         for detail in ["redis", "refused", "127.0.0.1", "connection", "timeout"] {
@@ -224,13 +231,7 @@ async fn redis_killed_and_restarted() {
         if reply.status == StatusCode::OK {
             break reply;
         }
-        assert_eq!(
-            reply.status,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{}",
-            reply.body
-        );
-        assert!(reply.took < PROMPT, "a request took {:?}", reply.took);
+        reply.assert_prompt_503();
         assert!(
             Instant::now() < deadline,
             "the store did not recover within 15 s of Redis restarting"

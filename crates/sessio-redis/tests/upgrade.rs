@@ -8,27 +8,27 @@ use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use common::{keys_with_prefix, node_urls, unique_prefix, Cleanup};
+use common::{unique_prefix, Cleanup, Target};
 use serde_json::json;
 use sessio::store::{from_unix_millis, storage_key, unix_millis, Meta, Record};
-use sessio::testing::service_url;
 use sessio::{Expiry, IdGenerator, RandomIdGenerator, SessionId, SessionStore};
-use sessio_redis::{MigrateError, RedisStore};
+use sessio_redis::{Layout, MigrateError};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// A plain connection: one server, or the cluster (commands routed by key).
-fn raw(nodes: &[String], cluster: bool) -> Box<dyn redis::ConnectionLike> {
-    if cluster {
-        let client = redis::cluster::ClusterClient::new(nodes.to_vec()).unwrap();
-        Box::new(client.get_connection().unwrap())
-    } else {
-        Box::new(
-            redis::Client::open(nodes[0].as_str())
+fn raw(target: &Target) -> Box<dyn redis::ConnectionLike> {
+    match target {
+        Target::Cluster(nodes) => {
+            let client = redis::cluster::ClusterClient::new(nodes.clone()).unwrap();
+            Box::new(client.get_connection().unwrap())
+        }
+        Target::Single(url) => Box::new(
+            redis::Client::open(url.as_str())
                 .unwrap()
                 .get_connection()
                 .unwrap(),
-        )
+        ),
     }
 }
 
@@ -85,14 +85,10 @@ fn record(i: u64) -> Record {
     }
 }
 
-async fn upgrades<F, Fut>(nodes: Vec<String>, cluster: bool, connect: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = RedisStore>,
-{
+async fn upgrades(target: Target) {
     let prefix = unique_prefix();
-    let cleanup = Cleanup::new(nodes.clone(), &prefix);
-    let mut conn = raw(&nodes, cluster);
+    let cleanup = Cleanup::new(target.urls(), &prefix);
+    let mut conn = raw(&target);
     let layout_key = format!("{prefix}layout");
     let _: () = redis::cmd("SET")
         .arg(&layout_key)
@@ -124,8 +120,8 @@ where
     }
 
     let (a, b) = (
-        connect().await.with_key_prefix(&prefix).unwrap(),
-        connect().await.with_key_prefix(&prefix).unwrap(),
+        target.store(Layout::Native, &prefix).await,
+        target.store(Layout::Native, &prefix).await,
     );
     let (first, second) = tokio::join!(a.migrate(), b.migrate());
     first.unwrap();
@@ -158,7 +154,7 @@ where
         assert_eq!(value.as_deref(), Some("mine"), "{key}");
     }
     assert_eq!(a.count().await.unwrap(), sessions.len() as u64);
-    let left = keys_with_prefix(&nodes, &prefix);
+    let left = cleanup.keys();
     assert_eq!(left.len(), sessions.len() + foreign.len() + 1, "{left:?}");
 
     // The upgraded store works, and upgrading again does nothing.
@@ -188,25 +184,16 @@ where
 
 #[tokio::test]
 async fn standalone_layout_1_is_upgraded() {
-    let Some(url) = service_url("SESSIO_TEST_REDIS_URL") else {
+    let Some(target) = Target::single() else {
         return;
     };
-    upgrades(vec![url.clone()], false, || async {
-        RedisStore::connect(&url).await.expect("connect to Redis")
-    })
-    .await;
+    upgrades(target).await;
 }
 
 #[tokio::test]
 async fn cluster_layout_1_is_upgraded() {
-    let Some(urls) = service_url("SESSIO_TEST_REDIS_CLUSTER_URLS") else {
+    let Some(target) = Target::cluster() else {
         return;
     };
-    let urls = node_urls(&urls);
-    upgrades(urls.clone(), true, || async {
-        RedisStore::connect_cluster(&urls)
-            .await
-            .expect("connect to the Redis Cluster")
-    })
-    .await;
+    upgrades(target).await;
 }
