@@ -16,6 +16,17 @@ fn closed_port() -> u16 {
     port
 }
 
+/// A server that accepts TCP connections (the kernel completes the handshake) but never
+/// replies, for as long as the listener is kept, and its URL.
+async fn silent_server() -> (tokio::net::TcpListener, String) {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/test",
+        silent.local_addr().unwrap().port()
+    );
+    (silent, url)
+}
+
 /// Fails the test if `operation` takes longer than `limit` (so a hang fails, not blocks).
 async fn within<T>(limit: Duration, operation: impl std::future::Future<Output = T>) -> T {
     let started = Instant::now();
@@ -40,12 +51,7 @@ async fn connect_to_a_closed_port_fails_with_the_reason() {
 
 #[tokio::test]
 async fn connect_to_a_server_that_never_answers_times_out() {
-    // Accepts TCP connections (the kernel completes the handshake) but never replies.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{}/test",
-        silent.local_addr().unwrap().port()
-    );
+    let (_silent, url) = silent_server().await;
     let result = within(
         PostgresStore::CONNECT_TIMEOUT + Duration::from_secs(5),
         PostgresStore::connect(&url),
@@ -94,11 +100,7 @@ async fn operations_against_a_closed_port_are_unavailable() {
 
 #[tokio::test]
 async fn operations_against_a_silent_server_time_out() {
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{}/test",
-        silent.local_addr().unwrap().port()
-    );
+    let (_silent, url) = silent_server().await;
     // The pool would wait 30 s; the store's limit cuts it short.
     let pool = PgPoolOptions::new().connect_lazy(&url).unwrap();
     let limit = Duration::from_millis(300);
