@@ -10,22 +10,17 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
+use common::{data, meta_at};
 use serde_json::{json, Value};
 use sessio::store::{
     from_unix_millis, unix_millis, Changes, CreateOutcome, Data, Meta, Record, WriteOutcome,
 };
-use sessio::testing::check_store;
 use sessio::{Clock, Expiry, IdGenerator, ManualClock, RandomIdGenerator, SessionId, SessionStore};
-use sessio_postgres::PostgresStore;
+use sessio_postgres::{Layout, PostgresStore};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn data(value: Value) -> Data {
-    value.as_object().cloned().expect("an object")
-}
 
 fn new_id() -> SessionId {
     RandomIdGenerator::default().generate()
@@ -36,15 +31,6 @@ fn new_id() -> SessionId {
 fn clock() -> ManualClock {
     let now = unix_millis(SystemTime::now());
     ManualClock::new(from_unix_millis(now - now % 1000 + 123))
-}
-
-fn meta_at(now: SystemTime, ttl: Duration) -> Meta {
-    Meta {
-        created_at: now,
-        last_active: now,
-        expires_at: now + ttl,
-        expiry: None,
-    }
 }
 
 /// The meta a session stored at `now` expiring after `ttl` of idleness loads with.
@@ -59,11 +45,7 @@ fn express_meta(now: SystemTime, ttl: Duration) -> Meta {
 
 /// A migrated connect-pg-simple store on a table of its own, and the table's cleanup.
 async fn setup(url: &str) -> (PostgresStore, String, common::Cleanup) {
-    let table = common::unique_name();
-    let cleanup = common::Cleanup::tables(url, &table);
-    let store = common::cps_store(url, &table).await;
-    store.migrate().await.expect("migrate");
-    (store, table, cleanup)
+    common::migrated(Layout::ConnectPgSimple, url).await
 }
 
 async fn rows_with_sid(url: &str, table: &str, id: &SessionId) -> i64 {
@@ -90,24 +72,7 @@ async fn the_conformance_suite_stops_only_where_the_shape_keeps_less() {
     let Some(url) = common::url() else { return };
     let table = common::unique_name();
     let _cleanup = common::Cleanup::tables(&url, &table);
-    let migrated = AtomicBool::new(false);
-    let suite = tokio::spawn(async move {
-        check_store(|| {
-            let (url, table, first) = (
-                url.clone(),
-                table.clone(),
-                !migrated.swap(true, Ordering::SeqCst),
-            );
-            async move {
-                let store = common::cps_store(&url, &table).await;
-                if first {
-                    store.migrate().await.expect("migrate");
-                }
-                store
-            }
-        })
-        .await
-    });
+    let suite = tokio::spawn(common::check_store_in(Layout::ConnectPgSimple, url, table));
     let panic = suite
         .await
         .expect_err("the suite passed: this layout now keeps created_at and the absolute lifetime; run check_store plainly")
@@ -455,29 +420,9 @@ async fn expired_rows_are_neither_updated_nor_touched_but_may_be_replaced() {
     let Some(url) = common::url() else { return };
     let (store, _table, _cleanup) = setup(&url).await;
     let clock = clock();
-    let id = new_id();
-    let old = Record {
-        data: data(json!({"old": true})),
-        meta: meta_at(clock.now(), Duration::from_secs(10)),
-    };
-    store.create(&id, &old).await.unwrap();
     // Exactly at the cookie's expiry: `expire` (the next whole second) still lies ahead,
     // so only the cookie decides.
-    clock.advance(Duration::from_secs(10));
-
-    let mut changes = Changes::default();
-    changes.set("k", json!(1));
-    let fresh = meta_at(clock.now(), Duration::from_secs(60));
-    assert_eq!(
-        store.update(&id, &changes, &fresh).await.unwrap(),
-        WriteOutcome::NotFound,
-        "an expired session was updated"
-    );
-    assert_eq!(
-        store.touch(&id, &fresh).await.unwrap(),
-        WriteOutcome::NotFound,
-        "an expired session was touched"
-    );
+    let (id, fresh) = common::expired_session_is_neither_updated_nor_touched(&store, &clock).await;
 
     let new = Record {
         data: data(json!({"new": true})),

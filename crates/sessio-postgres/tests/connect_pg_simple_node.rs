@@ -35,9 +35,26 @@ fn expires() -> SystemTime {
     from_unix_millis(EXPIRES_MS)
 }
 
+/// The meta of a session last used at `now` that ends at [`expires`].
+fn meta_until_expires(now: SystemTime) -> Meta {
+    Meta {
+        created_at: now,
+        last_active: now,
+        expires_at: expires(),
+        expiry: None,
+    }
+}
+
 /// As connect-pg-simple: `Math.ceil(expires / 1000)`.
 fn ceil_seconds(millis: i64) -> i64 {
     millis.div_euclid(1000) + i64::from(millis.rem_euclid(1000) != 0)
+}
+
+/// A migrated connect-pg-simple store on a table of the test's own, the table's name
+/// quoted, and its cleanup.
+async fn migrated(url: &str) -> (PostgresStore, String, common::Cleanup) {
+    let (store, table, cleanup) = common::migrated(Layout::ConnectPgSimple, url).await;
+    (store, format!("\"{table}\""), cleanup)
 }
 
 /// Runs connect-pg-simple's `table.sql` for `quoted_table`, as its `createTableIfMissing`.
@@ -264,11 +281,7 @@ async fn migrate_uses_a_table_node_created_as_it_is() {
 #[tokio::test]
 async fn rows_are_what_connect_pg_simple_writes() {
     let Some(url) = common::url() else { return };
-    let table = common::unique_name();
-    let _cleanup = common::Cleanup::tables(&url, &table);
-    let store = common::cps_store(&url, &table).await;
-    store.migrate().await.unwrap();
-    let quoted = format!("\"{table}\"");
+    let (store, quoted, _cleanup) = migrated(&url).await;
     let mut conn = common::admin(&url).await;
 
     let id = SessionId::from("V1StGXR8_Z5jdHi6B-myTV1StGXR8_Z5");
@@ -278,12 +291,7 @@ async fn rows_are_what_connect_pg_simple_writes() {
             .as_object()
             .cloned()
             .unwrap(),
-        meta: Meta {
-            created_at: now,
-            last_active: now,
-            expires_at: expires(),
-            expiry: None,
-        },
+        meta: meta_until_expires(now),
     };
     store.create(&id, &record).await.unwrap();
 
@@ -344,11 +352,7 @@ async fn rows_are_what_connect_pg_simple_writes() {
 #[tokio::test]
 async fn a_row_node_wrote_loads_typed_and_survives_an_update_of_another_key() {
     let Some(url) = common::url() else { return };
-    let table = common::unique_name();
-    let _cleanup = common::Cleanup::tables(&url, &table);
-    let store = common::cps_store(&url, &table).await;
-    store.migrate().await.unwrap();
-    let quoted = format!("\"{table}\"");
+    let (store, quoted, _cleanup) = migrated(&url).await;
     let mut conn = common::admin(&url).await;
 
     // As express-session 1.19 serializes it, key order and all.
@@ -421,11 +425,7 @@ async fn a_row_node_wrote_loads_typed_and_survives_an_update_of_another_key() {
 #[tokio::test]
 async fn a_session_node_touched_lives_until_its_expire() {
     let Some(url) = common::url() else { return };
-    let table = common::unique_name();
-    let _cleanup = common::Cleanup::tables(&url, &table);
-    let store = common::cps_store(&url, &table).await;
-    store.migrate().await.unwrap();
-    let quoted = format!("\"{table}\"");
+    let (store, quoted, _cleanup) = migrated(&url).await;
     let mut conn = common::admin(&url).await;
 
     let sess = json!({"cookie": {"originalMaxAge": 60_000, "expires": format_date(expires()), "httpOnly": true, "path": "/"}, "k": 1});
@@ -491,37 +491,12 @@ async fn a_session_node_touched_lives_until_its_expire() {
 #[tokio::test]
 async fn expire_follows_the_connection_time_zone_like_node_s() {
     let Some(url) = common::url() else { return };
-    let table = common::unique_name();
-    let _cleanup = common::Cleanup::tables(&url, &table);
-    common::cps_store(&url, &table)
-        .await
-        .migrate()
-        .await
-        .unwrap();
+    let (_, table, _cleanup) = common::migrated(Layout::ConnectPgSimple, &url).await;
     let quoted = format!("\"{table}\"");
 
     // Connections in the zone Node's use (here: a server whose TimeZone is
-    // America/New_York), given to the store as its pool. sqlx starts every connection in
-    // UTC (a startup `options=-c TimeZone=...` does not override that): set it after.
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::Executor::execute(conn, "SET TimeZone = 'America/New_York'").await?;
-                Ok(())
-            })
-        })
-        .connect(&url)
-        .await
-        .unwrap();
-    let zone: String = sqlx::query_scalar("SHOW TimeZone")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(
-        zone, "America/New_York",
-        "the option did not reach the server"
-    );
+    // America/New_York), given to the store as its pool.
+    let pool = common::new_york_pool(PgPoolOptions::new().max_connections(1), &url).await;
     let store = PostgresStore::from_pool(pool.clone())
         .with_layout(Layout::ConnectPgSimple)
         .with_table_name(&table)
@@ -532,12 +507,7 @@ async fn expire_follows_the_connection_time_zone_like_node_s() {
     let now = expires() - Duration::from_secs(3600);
     let record = Record {
         data: Data::new(),
-        meta: Meta {
-            created_at: now,
-            last_active: now,
-            expires_at: expires(),
-            expiry: None,
-        },
+        meta: meta_until_expires(now),
     };
     store.create(&id, &record).await.unwrap();
     let mut conn = common::admin(&url).await;
@@ -587,11 +557,7 @@ async fn expire_follows_the_connection_time_zone_like_node_s() {
 #[tokio::test]
 async fn corrupt_rows_are_decode_errors_and_never_break_writes_of_others() {
     let Some(url) = common::url() else { return };
-    let table = common::unique_name();
-    let _cleanup = common::Cleanup::tables(&url, &table);
-    let store = common::cps_store(&url, &table).await;
-    store.migrate().await.unwrap();
-    let quoted = format!("\"{table}\"");
+    let (store, quoted, _cleanup) = migrated(&url).await;
     let mut conn = common::admin(&url).await;
     let now = expires() - Duration::from_secs(60);
 
@@ -619,12 +585,7 @@ async fn corrupt_rows_are_decode_errors_and_never_break_writes_of_others() {
     // A non-object is never "merged" into something else.
     let mut changes = Changes::default();
     changes.set("k", json!(1));
-    let meta = Meta {
-        created_at: now,
-        last_active: now,
-        expires_at: expires(),
-        expiry: None,
-    };
+    let meta = meta_until_expires(now);
     assert_eq!(
         store
             .update(&SessionId::from("array"), &changes, &meta)

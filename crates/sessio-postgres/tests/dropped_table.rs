@@ -11,9 +11,11 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::routing::get;
 use axum::Router;
+use common::{data, meta_at};
 use serde_json::json;
-use sessio::store::{Changes, Meta, Record, StoreError};
+use sessio::store::{Changes, Record, StoreError};
 use sessio::{KeyRing, Session, SessionError, SessionId, SessionLayer, SessionStore};
+use sessio_postgres::Layout;
 use tower::ServiceExt as _;
 
 /// The error and its sources, as one line.
@@ -44,20 +46,12 @@ fn assert_backend<T: std::fmt::Debug>(operation: &str, result: Result<T, StoreEr
 #[tokio::test]
 async fn operations_on_a_dropped_table_fail_as_backend_errors() {
     let Some(url) = common::url() else { return };
-    let table = common::unique_name();
-    let _cleanup = common::Cleanup::tables(&url, &table);
-    let store = common::store(&url, &table).await;
-    store.migrate().await.expect("migrate");
+    let (store, table, _cleanup) = common::migrated(Layout::Native, &url).await;
 
     let now = SystemTime::now();
-    let meta = Meta {
-        created_at: now,
-        last_active: now,
-        expires_at: now + Duration::from_secs(60),
-        expiry: None,
-    };
+    let meta = meta_at(now, Duration::from_secs(60));
     let record = Record {
-        data: json!({"k": 1}).as_object().cloned().unwrap_or_default(),
+        data: data(json!({"k": 1})),
         meta,
     };
     let id = SessionId::from("dropped");
@@ -98,10 +92,7 @@ fn request(cookie: Option<&str>) -> Request<Body> {
 #[tokio::test]
 async fn the_session_layer_answers_503_without_a_cookie() {
     let Some(url) = common::url() else { return };
-    let table = common::unique_name();
-    let _cleanup = common::Cleanup::tables(&url, &table);
-    let store = common::store(&url, &table).await;
-    store.migrate().await.expect("migrate");
+    let (store, table, _cleanup) = common::migrated(Layout::Native, &url).await;
     let keys = KeyRing::new(["a test secret that is long enough for the key ring"]).unwrap();
     let app = Router::new()
         .route("/", get(visit))

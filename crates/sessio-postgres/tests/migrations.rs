@@ -5,10 +5,11 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
+use common::{data, meta_at};
 use serde_json::json;
-use sessio::store::{CreateOutcome, Meta, Record};
+use sessio::store::{CreateOutcome, Record};
 use sessio::{SessionId, SessionStore};
-use sessio_postgres::PostgresStore;
+use sessio_postgres::{Layout, PostgresStore};
 
 async fn versions(url: &str, table: &str) -> Vec<i32> {
     let mut conn = common::admin(url).await;
@@ -21,15 +22,9 @@ async fn versions(url: &str, table: &str) -> Vec<i32> {
 }
 
 fn record() -> Record {
-    let now = SystemTime::now();
     Record {
-        data: json!({"k": 1}).as_object().cloned().unwrap_or_default(),
-        meta: Meta {
-            created_at: now,
-            last_active: now,
-            expires_at: now + Duration::from_secs(60),
-            expiry: None,
-        },
+        data: data(json!({"k": 1})),
+        meta: meta_at(SystemTime::now(), Duration::from_secs(60)),
     }
 }
 
@@ -85,13 +80,7 @@ async fn stores_migrating_at_once_all_succeed() {
 #[tokio::test]
 async fn migrate_creates_the_table_operators_expect() {
     let Some(url) = common::url() else { return };
-    let table = common::unique_name();
-    let _cleanup = common::Cleanup::tables(&url, &table);
-    common::store(&url, &table)
-        .await
-        .migrate()
-        .await
-        .expect("migrate");
+    let (_, table, _cleanup) = common::migrated(Layout::Native, &url).await;
 
     let mut conn = common::admin(&url).await;
     let columns: Vec<(String, String, String)> = sqlx::query_as(
@@ -133,8 +122,7 @@ async fn migrate_creates_the_table_operators_expect() {
 async fn a_schema_qualified_table_gets_its_schema() {
     let Some(url) = common::url() else { return };
     let schema = common::unique_name();
-    let _cleanup =
-        common::Cleanup::new(&url, format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"));
+    let _cleanup = common::Cleanup::schema(&url, &schema);
     let table = format!("{schema}.sessions");
     let store = common::store(&url, &table).await;
     assert_eq!(store.table_name(), table);

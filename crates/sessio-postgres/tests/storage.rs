@@ -5,35 +5,19 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
+use common::{data, meta_at};
 use serde_json::json;
 use sessio::store::{
-    from_unix_millis, storage_key, unix_millis, Changes, CreateOutcome, Data, Meta, Record,
-    StoreError, WriteOutcome,
+    from_unix_millis, storage_key, unix_millis, CreateOutcome, Data, Meta, Record, StoreError,
 };
 use sessio::{Clock, Expiry, IdGenerator, ManualClock, RandomIdGenerator, SessionStore};
-use sessio_postgres::PostgresStore;
+use sessio_postgres::{Layout, PostgresStore};
 use sqlx::postgres::PgPoolOptions;
-
-fn data(value: serde_json::Value) -> Data {
-    value.as_object().cloned().expect("an object")
-}
-
-fn meta_at(now: SystemTime, ttl: Duration) -> Meta {
-    Meta {
-        created_at: now,
-        last_active: now,
-        expires_at: now + ttl,
-        expiry: None,
-    }
-}
 
 #[tokio::test]
 async fn rows_hold_the_hash_of_the_id_and_never_the_id() {
     let Some(url) = common::url() else { return };
-    let table = common::unique_name();
-    let _cleanup = common::Cleanup::tables(&url, &table);
-    let store = common::store(&url, &table).await;
-    store.migrate().await.expect("migrate");
+    let (store, table, _cleanup) = common::migrated(Layout::Native, &url).await;
 
     let id = RandomIdGenerator::default().generate();
     let record = Record {
@@ -70,31 +54,9 @@ async fn rows_hold_the_hash_of_the_id_and_never_the_id() {
 #[tokio::test]
 async fn millisecond_timestamps_round_trip_exactly_in_any_time_zone() {
     let Some(url) = common::url() else { return };
-    let table = common::unique_name();
-    let _cleanup = common::Cleanup::tables(&url, &table);
-    common::store(&url, &table)
-        .await
-        .migrate()
-        .await
-        .expect("migrate");
+    let (_, table, _cleanup) = common::migrated(Layout::Native, &url).await;
     // Connections in a zone with daylight saving time: conversions must not depend on it.
-    // (sqlx starts every connection in UTC, overriding a startup `options=-c TimeZone=`:
-    // the zone is set once connected.)
-    let pool = PgPoolOptions::new()
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::Executor::execute(conn, "SET TimeZone = 'America/New_York'").await?;
-                Ok(())
-            })
-        })
-        .connect(&url)
-        .await
-        .unwrap();
-    let zone: String = sqlx::query_scalar("SHOW TimeZone")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(zone, "America/New_York");
+    let pool = common::new_york_pool(PgPoolOptions::new(), &url).await;
     let store = PostgresStore::from_pool(pool)
         .with_table_name(&table)
         .unwrap();
@@ -149,33 +111,10 @@ async fn millisecond_timestamps_round_trip_exactly_in_any_time_zone() {
 #[tokio::test]
 async fn expired_rows_are_neither_updated_nor_touched_but_may_be_replaced() {
     let Some(url) = common::url() else { return };
-    let table = common::unique_name();
-    let _cleanup = common::Cleanup::tables(&url, &table);
+    let (store, _table, _cleanup) = common::migrated(Layout::Native, &url).await;
     let clock = ManualClock::new(from_unix_millis(1_700_000_000_000));
-    let store = common::store(&url, &table).await;
-    store.migrate().await.expect("migrate");
-
-    let id = RandomIdGenerator::default().generate();
-    let old = Record {
-        data: data(json!({"old": true})),
-        meta: meta_at(clock.now(), Duration::from_secs(10)),
-    };
-    store.create(&id, &old).await.unwrap();
-    clock.advance(Duration::from_secs(10));
-
-    let mut changes = Changes::default();
-    changes.set("k", json!(1));
-    let fresh_meta = meta_at(clock.now(), Duration::from_secs(60));
-    assert_eq!(
-        store.update(&id, &changes, &fresh_meta).await.unwrap(),
-        WriteOutcome::NotFound,
-        "an expired session was updated"
-    );
-    assert_eq!(
-        store.touch(&id, &fresh_meta).await.unwrap(),
-        WriteOutcome::NotFound,
-        "an expired session was touched"
-    );
+    let (id, fresh_meta) =
+        common::expired_session_is_neither_updated_nor_touched(&store, &clock).await;
 
     let new = Record {
         data: data(json!({"new": true})),
@@ -193,10 +132,7 @@ async fn expired_rows_are_neither_updated_nor_touched_but_may_be_replaced() {
 #[tokio::test]
 async fn delete_expired_works_through_a_backlog_in_batches() {
     let Some(url) = common::url() else { return };
-    let table = common::unique_name();
-    let _cleanup = common::Cleanup::tables(&url, &table);
-    let store = common::store(&url, &table).await;
-    store.migrate().await.expect("migrate");
+    let (store, table, _cleanup) = common::migrated(Layout::Native, &url).await;
 
     // 2,500 expired rows (more than two batches) and 3 live ones, straight in SQL.
     let mut conn = common::admin(&url).await;
@@ -218,10 +154,7 @@ async fn delete_expired_works_through_a_backlog_in_batches() {
 #[tokio::test]
 async fn corrupt_rows_are_decode_errors_not_panics() {
     let Some(url) = common::url() else { return };
-    let table = common::unique_name();
-    let _cleanup = common::Cleanup::tables(&url, &table);
-    let store = common::store(&url, &table).await;
-    store.migrate().await.expect("migrate");
+    let (store, table, _cleanup) = common::migrated(Layout::Native, &url).await;
     let mut conn = common::admin(&url).await;
     let now = SystemTime::now();
 
