@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use redis::Script;
 
 /// HSET/HDEL with many arguments, 1000 at a time: Lua's `unpack` has a stack limit. Pairs
-/// stay whole because 1000 is even.
+/// stay whole because 1000 is even. Also the meta write every write script ends with.
 const CHUNKED: &str = r"
 local function chunked(command, key, list, first, last)
   local i = first
@@ -23,10 +23,21 @@ local function chunked(command, key, list, first, last)
     i = j + 1
   end
 end
+-- ARGV[1] last_active, ARGV[2] expires_at, ARGV[3] created_at (every write script starts so):
+-- writes them to l, e and c with the field/value pairs ARGV[first..], in one HSET when the
+-- pairs fit Lua's stack.
+local function set_meta_and(key, first)
+  if #ARGV - first < 998 then
+    redis.call('HSET', key, 'c', ARGV[3], 'l', ARGV[1], 'e', ARGV[2], unpack(ARGV, first, #ARGV))
+  else
+    redis.call('HSET', key, 'c', ARGV[3], 'l', ARGV[1], 'e', ARGV[2])
+    chunked('HSET', key, ARGV, first, #ARGV)
+  end
+end
 ";
 
 /// KEYS[1] the session; ARGV[1] now (the new record's last_active, ms); ARGV[2] expires_at
-/// (ms); ARGV[3..] field/value pairs.
+/// (ms); ARGV[3] created_at (ms); ARGV[4..] field/value pairs (`i`/`a` and the data).
 ///
 /// Returns 0 when a live session holds the key (one whose `e` is after now, or which has no
 /// readable `e`); otherwise replaces whatever was there and returns 1.
@@ -39,22 +50,19 @@ if redis.call('EXISTS', key) == 1 then
   end
   redis.call('DEL', key)
 end
-chunked('HSET', key, ARGV, 3, #ARGV)
+set_meta_and(key, 4)
 redis.call('PEXPIREAT', key, ARGV[2])
 return 1
 ";
 
 /// KEYS[1] the session; ARGV[1] now (the new meta's last_active, ms); ARGV[2] expires_at
-/// (ms); ARGV[3] "1" to remove every data field first; ARGV[4] "1" when the session has an
-/// expiry of its own (set among the pairs), "0" to remove the stored one, if any; ARGV[5]
-/// how many fields to remove (n); ARGV[6..5+n] those fields; ARGV[6+n..] field/value pairs
-/// to set.
+/// (ms); ARGV[3] created_at (ms); ARGV[4] flags: 1 removes every data field first, 2 says
+/// the session has an expiry of its own (its `i`/`a` pairs follow); ARGV[5] how many fields
+/// to remove (n); ARGV[6..5+n] those fields; ARGV[6+n..] field/value pairs to set.
 ///
 /// Returns 0, writing nothing, unless the session exists and has not expired at now.
-/// Used for `update` and (with no data fields) `touch`.
-///
-/// One HMGET reads the expiry and tells whether `i` and `a` are there, so that the usual
-/// write (no expiry of its own, no data key removed) runs HMGET, HSET and PEXPIREAT only.
+/// Used for `update` and (with no data fields) `touch`. `i`/`a` are removed only when
+/// the session has no expiry of its own and the hash still holds one of them.
 const UPDATE: &str = r"
 local key = KEYS[1]
 local stored = redis.call('HMGET', key, 'e', 'i', 'a')
@@ -62,7 +70,8 @@ local e = tonumber(stored[1])
 if not e or e <= tonumber(ARGV[1]) then
   return 0
 end
-if ARGV[3] == '1' then
+local flags = tonumber(ARGV[4])
+if flags % 2 == 1 then
   local doomed = {}
   for _, field in ipairs(redis.call('HKEYS', key)) do
     if string.sub(field, 1, 2) == 'd:' then
@@ -71,12 +80,12 @@ if ARGV[3] == '1' then
   end
   chunked('HDEL', key, doomed, 1, #doomed)
 end
-if ARGV[4] == '0' and (stored[2] or stored[3]) then
+if flags < 2 and (stored[2] or stored[3]) then
   redis.call('HDEL', key, 'i', 'a')
 end
 local removed = tonumber(ARGV[5])
 chunked('HDEL', key, ARGV, 6, 5 + removed)
-chunked('HSET', key, ARGV, 6 + removed, #ARGV)
+set_meta_and(key, 6 + removed)
 redis.call('PEXPIREAT', key, ARGV[2])
 return 1
 ";

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use redis::Value;
+use redis::{ScriptInvocation, Value};
 use sessio::store::{
     from_unix_millis, storage_key, unix_millis, Changes, CreateOutcome, Data, Meta, Record,
     StoreError, WriteOutcome,
@@ -128,30 +128,25 @@ fn duration_millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The meta fields to set, and whether the session has an expiry of its own (when it has
-/// none, a write removes `i` and `a` if the hash has them).
-pub(crate) struct MetaFields {
-    pub(crate) set: Vec<(&'static str, i64)>,
-    pub(crate) own_expiry: bool,
+/// The arguments every write script starts with: `last_active` (the write's present, which
+/// the script judges the stored `e` by), `expires_at` and `created_at`, in milliseconds. The
+/// scripts write them to `l`, `e` and `c` themselves: field names passed as arguments would
+/// cost Redis a Lua string each per call.
+fn push_meta(invocation: &mut ScriptInvocation<'_>, meta: &Meta) {
+    invocation
+        .arg(unix_millis(meta.last_active))
+        .arg(unix_millis(meta.expires_at))
+        .arg(unix_millis(meta.created_at));
 }
 
-impl MetaFields {
-    pub(crate) fn new(meta: &Meta) -> Self {
-        let mut set = Vec::with_capacity(5);
-        set.extend([
-            (CREATED, unix_millis(meta.created_at)),
-            (LAST_ACTIVE, unix_millis(meta.last_active)),
-            (EXPIRES, unix_millis(meta.expires_at)),
-        ]);
-        if let Some(expiry) = meta.expiry {
-            set.push((IDLE, duration_millis(expiry.idle_timeout())));
-            set.push((ABSOLUTE, duration_millis(expiry.absolute_lifetime())));
-        }
-        Self {
-            set,
-            own_expiry: meta.expiry.is_some(),
-        }
-    }
+/// The field/value pairs of the session's own expiry, if it has one.
+pub(crate) fn expiry_pairs(meta: &Meta) -> Option<[(&'static str, i64); 2]> {
+    meta.expiry.map(|expiry| {
+        [
+            (IDLE, duration_millis(expiry.idle_timeout())),
+            (ABSOLUTE, duration_millis(expiry.absolute_lifetime())),
+        ]
+    })
 }
 
 /// Why a stored session could not be decoded.
@@ -405,10 +400,8 @@ pub(crate) async fn create(
     let meta = &record.meta;
     let mut invocation = scripts::create().key(&key);
     // A session whose expiry is at or before the new one's start is gone.
-    invocation
-        .arg(unix_millis(meta.last_active))
-        .arg(unix_millis(meta.expires_at));
-    for (field, value) in MetaFields::new(meta).set {
+    push_meta(&mut invocation, meta);
+    for (field, value) in expiry_pairs(meta).into_iter().flatten() {
         invocation.arg(field).arg(value);
     }
     for (name, value) in &record.data {
@@ -445,7 +438,6 @@ pub(crate) async fn write(
     meta: &Meta,
 ) -> Result<WriteOutcome, StoreError> {
     let key = session_key(store.key_prefix(), id);
-    let fields = MetaFields::new(meta);
     let (mut removed, mut set) = (Vec::new(), Vec::new());
     if let Some(changes) = changes {
         for (name, value) in changes.iter() {
@@ -455,18 +447,15 @@ pub(crate) async fn write(
             }
         }
     }
+    let own_expiry = expiry_pairs(meta);
     let clears = changes.is_some_and(Changes::clears_all);
+    let flags = u8::from(clears) | (u8::from(own_expiry.is_some()) << 1);
 
     let mut invocation = scripts::update().key(&key);
-    invocation
-        .arg(unix_millis(meta.last_active))
-        .arg(unix_millis(meta.expires_at))
-        .arg(if clears { "1" } else { "0" })
-        .arg(if fields.own_expiry { "1" } else { "0" })
-        .arg(removed.len())
-        .arg(&removed);
-    for (field, value) in &fields.set {
-        invocation.arg(*field).arg(*value);
+    push_meta(&mut invocation, meta);
+    invocation.arg(flags).arg(removed.len()).arg(&removed);
+    for (field, value) in own_expiry.into_iter().flatten() {
+        invocation.arg(field).arg(value);
     }
     for (field, value) in &set {
         invocation.arg(field).arg(value);
@@ -672,21 +661,18 @@ mod tests {
     }
 
     #[test]
-    fn meta_fields_drop_the_expiry_when_there_is_none() {
+    fn only_a_session_with_its_own_expiry_writes_i_and_a() {
         let meta = Meta {
             created_at: now(),
             last_active: now(),
             expires_at: now(),
             expiry: None,
         };
-        let fields = MetaFields::new(&meta);
-        assert_eq!(fields.set.len(), 3);
-        assert!(!fields.own_expiry);
-        let fields = MetaFields::new(&Meta {
+        assert!(expiry_pairs(&meta).is_none());
+        let own = Meta {
             expiry: Some(Expiry::new(Duration::from_secs(1), Duration::from_secs(2))),
             ..meta
-        });
-        assert_eq!(fields.set.len(), 5);
-        assert!(fields.own_expiry);
+        };
+        assert_eq!(expiry_pairs(&own), Some([(IDLE, 1_000), (ABSOLUTE, 2_000)]));
     }
 }
