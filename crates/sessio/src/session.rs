@@ -198,17 +198,15 @@ impl Session {
         })?;
         let mut state = self.state().await?;
         let state = &mut *state;
+        // One lookup; the key is copied only when it is new.
         match state.data.get_mut(key) {
-            Some(stored) if *stored == value => {}
-            Some(stored) => {
-                state.changes.set(key, value.clone());
-                *stored = value;
-            }
+            Some(stored) if *stored == value => return Ok(()),
+            Some(stored) => *stored = value.clone(),
             None => {
-                state.changes.set(key, value.clone());
-                state.data.insert(key.to_owned(), value);
+                state.data.insert(key.to_owned(), value.clone());
             }
         }
+        state.changes.set(key, value);
         Ok(())
     }
 
@@ -484,13 +482,11 @@ impl Session {
         server_error: bool,
         https: bool,
     ) -> Result<Option<String>, SessionError> {
-        if !self.inner.used.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
         let settings = self.settings();
         let mut state = self.lock().await;
         if !state.loaded {
-            // The first use failed to load: nothing to write.
+            // Never used (the layer skips those anyway), or the first use failed to load:
+            // nothing to write.
             return Ok(None);
         }
         let discard = server_error && settings.on_server_error == OnServerError::DiscardChanges;

@@ -42,13 +42,15 @@ struct Entry {
 
 impl Entry {
     fn new(record: &Record) -> Result<Self, StoreError> {
-        Ok(Self {
-            created_at: unix_millis(record.meta.created_at),
-            last_active: unix_millis(record.meta.last_active),
-            expires_at: unix_millis(record.meta.expires_at),
-            expiry: record.meta.expiry.map(Box::new),
+        let mut entry = Self {
+            created_at: 0,
+            last_active: 0,
+            expires_at: 0,
+            expiry: None,
             data: packed::pack(&record.data)?,
-        })
+        };
+        entry.set_meta(&record.meta);
+        Ok(entry)
     }
 
     fn record(&self) -> Result<Record, StoreError> {
@@ -395,6 +397,21 @@ pub(crate) mod tests {
         }
     }
 
+    /// Creates `count` sessions `{prefix}0`, `{prefix}1`, ... that expire `ttl` seconds after
+    /// `now`.
+    async fn create_many(
+        store: &MemoryStore,
+        prefix: &str,
+        count: usize,
+        now: SystemTime,
+        ttl: u64,
+    ) {
+        for i in 0..count {
+            let id = SessionId::from(format!("{prefix}{i}"));
+            store.create(&id, &record(now, ttl)).await.unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn least_recently_active_session_is_evicted_when_full() {
         let clock = ManualClock::default();
@@ -427,15 +444,9 @@ pub(crate) mod tests {
         let store = MemoryStore::builder().max_sessions(1_000).build();
         // 1,000 sessions, then 1,000 more created later: each new one evicts the least
         // recently active of its sample, so the old ones go first.
-        for i in 0..1_000 {
-            let id = SessionId::from(format!("old{i}"));
-            store.create(&id, &record(clock.now(), 600)).await.unwrap();
-        }
+        create_many(&store, "old", 1_000, clock.now(), 600).await;
         clock.advance(Duration::from_secs(1));
-        for i in 0..1_000 {
-            let id = SessionId::from(format!("new{i}"));
-            store.create(&id, &record(clock.now(), 600)).await.unwrap();
-        }
+        create_many(&store, "new", 1_000, clock.now(), 600).await;
         assert_eq!(store.count().await.unwrap(), 1_000);
         let mut new_kept = 0;
         for i in 0..1_000 {
@@ -458,10 +469,7 @@ pub(crate) mod tests {
     async fn a_full_store_drops_expired_sessions_before_live_ones() {
         let clock = ManualClock::default();
         let store = MemoryStore::builder().max_sessions(5).build();
-        for i in 0..4 {
-            let id = SessionId::from(format!("old{i}"));
-            store.create(&id, &record(clock.now(), 10)).await.unwrap();
-        }
+        create_many(&store, "old", 4, clock.now(), 10).await;
         let live = SessionId::from("live");
         store.create(&live, &record(clock.now(), 60)).await.unwrap();
         clock.advance(Duration::from_secs(11));
@@ -477,15 +485,9 @@ pub(crate) mod tests {
     async fn new_sessions_clear_expired_ones_nobody_reads() {
         let clock = ManualClock::default();
         let store = MemoryStore::builder().max_sessions(10_000).build();
-        for i in 0..100 {
-            let id = SessionId::from(format!("old{i}"));
-            store.create(&id, &record(clock.now(), 10)).await.unwrap();
-        }
+        create_many(&store, "old", 100, clock.now(), 10).await;
         clock.advance(Duration::from_secs(11));
-        for i in 0..1_000 {
-            let id = SessionId::from(format!("new{i}"));
-            store.create(&id, &record(clock.now(), 600)).await.unwrap();
-        }
+        create_many(&store, "new", 1_000, clock.now(), 600).await;
         // Each new session samples one entry: the expired ones go without any read.
         let left = store.count().await.unwrap() - 1_000;
         assert!(left < 50, "{left} of 100 expired sessions left");

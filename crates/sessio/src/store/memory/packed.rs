@@ -60,8 +60,7 @@ pub(super) fn merge(packed: &[u8], changes: &Changes) -> Result<Box<[u8]>, Store
 }
 
 fn push(out: &mut Vec<u8>, key: &str, value: &Value) -> Result<(), StoreError> {
-    push_len(out, key.len())?;
-    out.extend_from_slice(key.as_bytes());
+    push_bytes(out, key.as_bytes())?;
     let at = out.len();
     out.extend_from_slice(&[0; 4]);
     // Cannot fail for a JSON value written to memory.
@@ -72,15 +71,14 @@ fn push(out: &mut Vec<u8>, key: &str, value: &Value) -> Result<(), StoreError> {
 }
 
 fn push_raw(out: &mut Vec<u8>, key: &str, value: &[u8]) -> Result<(), StoreError> {
-    push_len(out, key.len())?;
-    out.extend_from_slice(key.as_bytes());
-    push_len(out, value.len())?;
-    out.extend_from_slice(value);
-    Ok(())
+    push_bytes(out, key.as_bytes())?;
+    push_bytes(out, value)
 }
 
-fn push_len(out: &mut Vec<u8>, len: usize) -> Result<(), StoreError> {
-    out.extend_from_slice(&length(len)?.to_le_bytes());
+/// Appends `bytes` after their length.
+fn push_bytes(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), StoreError> {
+    out.extend_from_slice(&length(bytes.len())?.to_le_bytes());
+    out.extend_from_slice(bytes);
     Ok(())
 }
 
