@@ -1,10 +1,9 @@
 //! The demo as a visitor sees it: the real binary, over TCP, on every store.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 use sessio::testing::service_url;
 
@@ -14,6 +13,9 @@ const SECRET: &str = "a test secret that is at least 32 bytes";
 struct Demo {
     child: Child,
     addr: String,
+    /// Its output up to the line saying where it listens, and the rest to come.
+    started: String,
+    stdout: BufReader<ChildStdout>,
 }
 
 impl Drop for Demo {
@@ -23,20 +25,16 @@ impl Drop for Demo {
     }
 }
 
-fn free_addr() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
-
-/// Starts the demo in `dir` with `args`, on a free port, and waits until it listens.
+/// Starts the demo in `dir` with `args`, on a port the OS picks, and waits until it says
+/// where it listens. (Picking a free port first and passing it races with the other
+/// tests: two demos can be handed the same port, and one then talks to the other's.)
 fn start_in(dir: &Path, args: &[&str], secret: Option<&str>) -> Demo {
-    let addr = free_addr();
     let mut command = Command::new(env!("CARGO_BIN_EXE_page-views"));
     command
         .current_dir(dir)
-        .args(["--addr", &addr])
+        .args(["--addr", "127.0.0.1:0"])
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,page_views=info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -44,22 +42,26 @@ fn start_in(dir: &Path, args: &[&str], secret: Option<&str>) -> Demo {
         Some(secret) => command.env("SESSIO_SECRET", secret),
         None => command.env_remove("SESSIO_SECRET"),
     };
-    let mut demo = Demo {
-        child: command.spawn().unwrap(),
-        addr,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&demo.addr).is_err() {
-        if let Some(status) = demo.child.try_wait().unwrap() {
-            panic!("the demo exited with {status} before listening");
+    let mut child = command.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut started = String::new();
+    let addr = loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            let status = child.wait().unwrap();
+            panic!("the demo exited with {status} before listening: {started}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "the demo did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+        started.push_str(&line);
+        if let Some((_, addr)) = line.split_once("listening on http://") {
+            break addr.trim().to_owned();
+        }
+    };
+    Demo {
+        child,
+        addr,
+        started,
+        stdout,
     }
-    demo
 }
 
 fn start(args: &[&str]) -> Demo {
@@ -174,7 +176,7 @@ fn two_instances_share_a_redis_cluster() {
 #[test]
 fn a_short_secret_is_refused_at_startup() {
     let output = Command::new(env!("CARGO_BIN_EXE_page-views"))
-        .args(["--addr", &free_addr(), "--store", "memory"])
+        .args(["--addr", "127.0.0.1:0", "--store", "memory"])
         .env("SESSIO_SECRET", "short")
         .output()
         .unwrap();
@@ -186,7 +188,7 @@ fn a_short_secret_is_refused_at_startup() {
 #[test]
 fn an_unknown_store_is_refused_at_startup() {
     let output = Command::new(env!("CARGO_BIN_EXE_page-views"))
-        .args(["--addr", &free_addr(), "--store", "mongodb://x"])
+        .args(["--addr", "127.0.0.1:0", "--store", "mongodb://x"])
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -199,12 +201,7 @@ fn without_a_secret_it_runs_with_a_loud_warning() {
     let mut demo = start_in(&std::env::temp_dir(), &["--store", "memory"], None);
     assert_eq!(visit(&demo, None).0, views(1));
     demo.child.kill().unwrap();
-    let mut out = String::new();
-    demo.child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let mut out = demo.started.clone();
+    demo.stdout.read_to_string(&mut out).unwrap();
     assert!(out.contains("SESSIO_SECRET is not set"), "{out}");
 }
