@@ -15,6 +15,7 @@ use tower_service::Service;
 use crate::cookie::find_cookie;
 use crate::error::Chain;
 use crate::policy::Settings;
+use crate::session::Finish;
 use crate::store::SessionStore;
 use crate::{
     Clock, Compatibility, CookieConfig, CookieRefresh, Expiry, IdGenerator, KeyRing, NewSessions,
@@ -225,7 +226,7 @@ fn is_https<B>(request: &Request<B>, trust_proxy: TrustProxy) -> bool {
     }
 }
 
-type Finish = Pin<Box<dyn Future<Output = Result<Option<String>, SessionError>> + Send>>;
+type Finishing = Pin<Box<dyn Future<Output = Result<Option<String>, SessionError>> + Send>>;
 
 pin_project! {
     /// The response future of [`SessionService`]: the inner response, then the session
@@ -235,7 +236,7 @@ pin_project! {
         inner: F,
         session: Option<Session>,
         https: bool,
-        finishing: Option<(Finish, Response<B>)>,
+        finishing: Option<(Finishing, Response<B>)>,
     }
 }
 
@@ -266,35 +267,45 @@ where
                 return Poll::Ready(Ok(response));
             };
             let server_error = response.status().is_server_error();
-            let https = *this.https;
-            let finish = Box::pin(async move { session.finish(server_error, https).await });
-            *this.finishing = Some((finish, response));
-        }
-        let (finish, _) = this.finishing.as_mut().expect("set above");
-        let outcome = ready!(finish.as_mut().poll(cx));
-        let (_, mut response) = this.finishing.take().expect("set above");
-        match outcome {
-            Ok(None) => {}
-            Ok(Some(set_cookie)) => match HeaderValue::try_from(set_cookie) {
-                Ok(value) => {
-                    response.headers_mut().append(SET_COOKIE, value);
-                }
-                Err(error) => {
-                    tracing::error!(%error, "session cookie is not a valid header value");
-                    return Poll::Ready(Ok(failure(StatusCode::INTERNAL_SERVER_ERROR)));
-                }
-            },
-            Err(error) => {
-                tracing::error!(error = %Chain(&error), "session could not be saved; answering with an error");
-                let status = if error.is_store_failure() {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                };
-                return Poll::Ready(Ok(failure(status)));
+            match session.finish(server_error, *this.https) {
+                Finish::Done(outcome) => return Poll::Ready(Ok(respond(outcome, response))),
+                Finish::Pending(finishing) => *this.finishing = Some((finishing, response)),
             }
         }
-        Poll::Ready(Ok(response))
+        let (finishing, _) = this.finishing.as_mut().expect("set above");
+        let outcome = ready!(finishing.as_mut().poll(cx));
+        let (_, response) = this.finishing.take().expect("set above");
+        Poll::Ready(Ok(respond(outcome, response)))
+    }
+}
+
+/// The response, with the session's `Set-Cookie` if it has one, or an error response if
+/// the session could not be finished.
+fn respond<B: Default>(
+    outcome: Result<Option<String>, SessionError>,
+    mut response: Response<B>,
+) -> Response<B> {
+    match outcome {
+        Ok(None) => response,
+        Ok(Some(set_cookie)) => match HeaderValue::try_from(set_cookie) {
+            Ok(value) => {
+                response.headers_mut().append(SET_COOKIE, value);
+                response
+            }
+            Err(error) => {
+                tracing::error!(%error, "session cookie is not a valid header value");
+                failure(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        },
+        Err(error) => {
+            tracing::error!(error = %Chain(&error), "session could not be saved; answering with an error");
+            let status = if error.is_store_failure() {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            failure(status)
+        }
     }
 }
 

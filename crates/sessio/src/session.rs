@@ -1,13 +1,15 @@
 //! The session handle a request works with, and what happens to it when the request ends.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use futures_util::lock::{Mutex, MutexGuard};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::Mutex;
 
 use crate::policy::{
     Compatibility, CookieRefresh, NewSessions, OnServerError, Settings, UnchangedSessions,
@@ -113,17 +115,15 @@ impl Session {
         Ok(())
     }
 
-    /// Locks the state. Uncontended (the usual case: one handler, one call at a time) it
-    /// takes the lock without building and polling a wait future.
-    async fn lock(&self) -> tokio::sync::MutexGuard<'_, State> {
-        match self.inner.state.try_lock() {
-            Ok(state) => state,
-            Err(_) => self.inner.state.lock().await,
-        }
+    /// Locks the state. An asynchronous lock, as store calls are made holding it; taking
+    /// and releasing it uncontended (one handler, one call at a time) is one atomic
+    /// operation each.
+    async fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().await
     }
 
     /// Locks the state, loading the session from the store on first use.
-    async fn state(&self) -> Result<tokio::sync::MutexGuard<'_, State>, SessionError> {
+    async fn state(&self) -> Result<MutexGuard<'_, State>, SessionError> {
         self.inner.used.store(true, Ordering::Relaxed);
         let mut state = self.lock().await;
         if !state.loaded {
@@ -424,10 +424,29 @@ impl Session {
         })
     }
 
+    /// What writing the stored session now would do: `None` when nothing is due.
+    fn due_write(&self, state: &State, now: SystemTime) -> Option<DueWrite> {
+        let settings = self.settings();
+        let stored = state.meta?;
+        state.id.as_ref()?;
+        if !state.changes.is_empty()
+            || state.expiry_changed
+            || settings.unchanged == UnchangedSessions::Resave
+        {
+            return Some(DueWrite::Update);
+        }
+        let expiry = state.expiry.unwrap_or(settings.expiry);
+        let touch_due = state.touch_requested
+            || now
+                .duration_since(stored.last_active)
+                .is_ok_and(|idle| idle >= settings.touch_interval(&expiry));
+        touch_due.then_some(DueWrite::Touch)
+    }
+
     /// Writes pending changes of a stored session, or touches it when due.
     async fn write(&self, state: &mut State, now: SystemTime) -> Result<(), SessionError> {
         let settings = self.settings();
-        let (Some(id), Some(stored)) = (state.id.clone(), state.meta) else {
+        let (Some(due), Some(id)) = (self.due_write(state, now), state.id.clone()) else {
             return Ok(());
         };
         if settings.unchanged == UnchangedSessions::Resave && state.changes.is_empty() {
@@ -436,18 +455,10 @@ impl Session {
                 state.changes.set(key.clone(), value.clone());
             }
         }
-        let expiry = state.expiry.unwrap_or(settings.expiry);
-        let touch_due = state.touch_requested
-            || now
-                .duration_since(stored.last_active)
-                .is_ok_and(|idle| idle >= settings.touch_interval(&expiry));
         let meta = self.meta(state, now);
-        let outcome = if !state.changes.is_empty() || state.expiry_changed {
-            settings.store.update(&id, &state.changes, &meta).await
-        } else if touch_due {
-            settings.store.touch(&id, &meta).await
-        } else {
-            return Ok(());
+        let outcome = match due {
+            DueWrite::Update => settings.store.update(&id, &state.changes, &meta).await,
+            DueWrite::Touch => settings.store.touch(&id, &meta).await,
         };
         match outcome.map_err(SessionError::Save)? {
             WriteOutcome::Applied => {
@@ -475,19 +486,47 @@ impl Session {
         self.inner.used.load(Ordering::Relaxed)
     }
 
-    /// Writes what the request left pending and returns the `Set-Cookie` value to send,
-    /// if any. Runs once, when the inner service has produced its response.
-    pub(crate) async fn finish(
+    /// Writes what the request left pending and gives the `Set-Cookie` value to send, if
+    /// any. Runs once, when the inner service has produced its response.
+    ///
+    /// When there is nothing to write (a session only read, say) it finishes at once,
+    /// without an asynchronous step to allocate and poll.
+    pub(crate) fn finish(self, server_error: bool, https: bool) -> Finish {
+        let now = self.settings().clock.now();
+        if let Some(mut state) = self.inner.state.try_lock() {
+            if let Some(done) = self.finish_step(&mut state, server_error, https, now) {
+                return Finish::Done(Ok(done));
+            }
+        }
+        Finish::Pending(Box::pin(async move {
+            let mut state = self.lock().await;
+            if let Some(done) = self.finish_step(&mut state, server_error, https, now) {
+                return Ok(done);
+            }
+            if state.id.is_none() {
+                self.create(&mut state, now).await?;
+            } else {
+                self.write(&mut state, now).await?;
+            }
+            Ok(self.cookie_to_send(&state, https, now))
+        }))
+    }
+
+    /// Prepares the state for the end of the request, and finishes it if no store call is
+    /// needed: `Some` with the `Set-Cookie` value to send, `None` if the store must be
+    /// called first.
+    fn finish_step(
         &self,
+        state: &mut State,
         server_error: bool,
         https: bool,
-    ) -> Result<Option<String>, SessionError> {
+        now: SystemTime,
+    ) -> Option<Option<String>> {
         let settings = self.settings();
-        let mut state = self.lock().await;
         if !state.loaded {
             // Never used (the layer skips those anyway), or the first use failed to load:
             // nothing to write.
-            return Ok(None);
+            return Some(None);
         }
         let discard = server_error && settings.on_server_error == OnServerError::DiscardChanges;
         if discard {
@@ -495,32 +534,36 @@ impl Session {
             state.expiry_changed = false;
             state.touch_requested = false;
         }
-        let cookie = &settings.cookie;
-        // A Secure cookie cannot reach the browser over plain HTTP: store nothing new.
-        let can_set_cookie = https || !cookie.is_secure(false);
-        let now = settings.clock.now();
-
-        if state.id.is_none() {
+        let store_call = if state.id.is_none() {
             let wanted = !discard
                 && (!state.data.is_empty() || settings.new_sessions == NewSessions::SaveAlways);
-            if wanted && can_set_cookie {
-                self.create(&mut state, now).await?;
-            }
+            // A Secure cookie cannot reach the browser over plain HTTP: store nothing new.
+            wanted && self.can_set_cookie(https)
         } else {
-            self.write(&mut state, now).await?;
-        }
+            self.due_write(state, now).is_some()
+        };
+        (!store_call).then(|| self.cookie_to_send(state, https, now))
+    }
 
-        if !can_set_cookie {
-            return Ok(None);
+    fn can_set_cookie(&self, https: bool) -> bool {
+        https || !self.settings().cookie.is_secure(false)
+    }
+
+    /// The `Set-Cookie` value the response needs, if any, once the session is written.
+    fn cookie_to_send(&self, state: &State, https: bool, now: SystemTime) -> Option<String> {
+        let settings = self.settings();
+        let cookie = &settings.cookie;
+        if !self.can_set_cookie(https) {
+            return None;
         }
-        let Some(id) = state.id.clone() else {
-            return Ok(state.cookie_dead.then(|| cookie.clear_cookie(https, now)));
+        let Some(id) = &state.id else {
+            return state.cookie_dead.then(|| cookie.clear_cookie(https, now));
         };
         let rotated = self
             .inner
             .cookie
             .as_ref()
-            .is_some_and(|c| c.rotated && c.id == id);
+            .is_some_and(|c| c.rotated && c.id == *id);
         // A native cookie lasts until the session's absolute deadline (the server ends it
         // earlier if it idles), so only a new id or a new expiry needs a new cookie. An
         // express cookie follows the idle deadline, re-sent whenever it moves, as
@@ -535,7 +578,7 @@ impl Session {
             || state.id_changed
             || rotated
             || (moved && cookie.lifetime() == CookieLifetime::Persistent);
-        Ok(send.then(|| {
+        send.then(|| {
             let expires_at = match state.meta {
                 Some(meta) if !express => {
                     let expiry = meta.expiry.unwrap_or(settings.expiry);
@@ -546,9 +589,26 @@ impl Session {
                 Some(meta) => meta.expires_at,
                 None => now,
             };
-            cookie.set_cookie(&settings.keys.sign(&id), https, expires_at, now)
-        }))
+            cookie.set_cookie(&settings.keys.sign(id), https, expires_at, now)
+        })
     }
+}
+
+/// The store call a stored session needs at the end of a request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DueWrite {
+    /// Changes (or a new expiry) to apply.
+    Update,
+    /// Nothing changed, but the expiry is due to be extended.
+    Touch,
+}
+
+/// How a request's session ends: at once, or after a store call.
+pub(crate) enum Finish {
+    /// Nothing had to be written: the outcome (the `Set-Cookie` value, if any).
+    Done(Result<Option<String>, SessionError>),
+    /// A store call is under way.
+    Pending(Pin<Box<dyn Future<Output = Result<Option<String>, SessionError>> + Send>>),
 }
 
 fn deserialize_error(key: &str, source: serde_json::Error) -> SessionError {

@@ -33,6 +33,9 @@ pub fn from_env() -> Option<Spec> {
 
 /// Sends `app` the requests `spec` asks for.
 pub async fn drive(app: Router, spec: Spec) -> Result<(), String> {
+    // As `axum::serve` does once per connection: handlers become routes (with their
+    // layers) here, not again on every request.
+    let app = app.with_state(());
     let path = match spec.mode.as_str() {
         "changed" | "new" => "/",
         "unchanged" => "/peek",

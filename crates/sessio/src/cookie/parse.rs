@@ -47,28 +47,44 @@ pub(crate) fn push_encoded(out: &mut String, value: &str) {
 /// As in express-session: pairs split on `;`, names and values trimmed, the first
 /// occurrence of a name wins, surrounding double quotes are stripped, and the value is
 /// percent-decoded only when it contains `%` (a value that fails to decode is kept as
-/// sent). A value that is not UTF-8 is returned as `None`.
+/// sent). A value that is not UTF-8 (after decoding, when it decodes) is returned as `None`.
 pub(crate) fn find_cookie<'a, I>(headers: I, name: &str) -> Option<String>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
-    let raw = headers
-        .into_iter()
-        .flat_map(|header| header.split(|&b| b == b';'))
-        .find_map(|pair| {
-            let eq = pair.iter().position(|&b| b == b'=')?;
-            (trim(&pair[..eq]) == name.as_bytes()).then(|| trim(&pair[eq + 1..]))
-        })?;
+    let raw = headers.into_iter().flat_map(pairs).find_map(|pair| {
+        let eq = memchr::memchr(b'=', pair)?;
+        (trim(&pair[..eq]) == name.as_bytes()).then(|| trim(&pair[eq + 1..]))
+    })?;
     let raw = match raw {
         [b'"', inner @ .., b'"'] => inner,
         other => other,
     };
-    let raw = std::str::from_utf8(raw).ok()?;
-    if raw.contains('%') {
-        Some(decode_uri_component(raw).unwrap_or_else(|| raw.to_owned()))
-    } else {
-        Some(raw.to_owned())
+    // Decoding checks its output is UTF-8, so the input is checked only when it is kept.
+    if memchr::memchr(b'%', raw).is_some() {
+        if let Some(decoded) = decode_uri_component(raw) {
+            return Some(decoded);
+        }
     }
+    std::str::from_utf8(raw).ok().map(str::to_owned)
+}
+
+/// The `;`-separated parts of a header, found with SIMD (`memchr`).
+fn pairs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(header);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        Some(match memchr::memchr(b';', current) {
+            Some(at) => {
+                rest = Some(&current[at + 1..]);
+                &current[..at]
+            }
+            None => {
+                rest = None;
+                current
+            }
+        })
+    })
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
@@ -86,22 +102,20 @@ fn trim(bytes: &[u8]) -> &[u8] {
 }
 
 /// Strict `decodeURIComponent`: `None` on a malformed escape or invalid UTF-8.
-fn decode_uri_component(input: &str) -> Option<String> {
+fn decode_uri_component(input: &[u8]) -> Option<String> {
     let mut out = Vec::with_capacity(input.len());
     let mut rest = input;
-    // Copy the runs between escapes whole (`str::find` looks for a byte with SIMD): a
-    // session cookie has a few escapes in 80 bytes.
-    while let Some(at) = rest.find('%') {
-        out.extend_from_slice(&rest.as_bytes()[..at]);
-        let (hi, lo) = match rest.as_bytes().get(at + 1..at + 3)? {
+    // Copy the runs between escapes whole: a session cookie has a few escapes in 80 bytes.
+    while let Some(at) = memchr::memchr(b'%', rest) {
+        out.extend_from_slice(&rest[..at]);
+        let (hi, lo) = match rest.get(at + 1..at + 3)? {
             &[hi, lo] => (hex_digit(hi)?, hex_digit(lo)?),
             _ => return None,
         };
         out.push(hi << 4 | lo);
-        // Past two ASCII digits: a character boundary.
-        rest = rest.get(at + 3..)?;
+        rest = &rest[at + 3..];
     }
-    out.extend_from_slice(rest.as_bytes());
+    out.extend_from_slice(rest);
     String::from_utf8(out).ok()
 }
 
@@ -172,6 +186,12 @@ mod tests {
     fn pairs_without_equals_and_non_utf8_values_are_ignored() {
         assert_eq!(find(&["sid; sid=ok"], "sid").as_deref(), Some("ok"));
         assert_eq!(find_cookie([&b"sid=\xff\xfe"[..]], "sid"), None);
+        assert_eq!(find_cookie([&b"sid=\xff%41"[..]], "sid"), None);
+        // UTF-8 once decoded: what counts is the value the signature is checked on.
+        assert_eq!(
+            find_cookie([&b"sid=%C3\xa9"[..]], "sid").as_deref(),
+            Some("\u{e9}")
+        );
     }
 
     proptest! {
