@@ -5,13 +5,24 @@
 
 /// Whether `encodeURIComponent` escapes `byte`: all but `A-Z a-z 0-9 - _ . ! ~ * ' ( )`
 /// (every byte of a non-ASCII character included).
-fn escaped(byte: u8) -> bool {
+const fn escaped(byte: u8) -> bool {
     !(byte.is_ascii_alphanumeric()
         || matches!(
             byte,
             b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
         ))
 }
+
+/// [`escaped`] for every byte, looked up rather than computed per byte of a value.
+const ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = escaped(byte as u8);
+        byte += 1;
+    }
+    table
+};
 
 /// Percent-encodes a cookie value exactly like `encodeURIComponent`.
 #[cfg(test)]
@@ -26,7 +37,7 @@ pub(crate) fn push_encoded(out: &mut String, value: &str) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     // Runs of bytes that need no escape are copied whole; a signed id has a few escapes.
     let mut rest = value;
-    while let Some(at) = rest.bytes().position(escaped) {
+    while let Some(at) = rest.bytes().position(|byte| ESCAPED[usize::from(byte)]) {
         out.push_str(&rest[..at]);
         let mut end = at + 1;
         while !rest.is_char_boundary(end) {
@@ -146,6 +157,14 @@ mod tests {
         assert_eq!(encode_value("%"), "%25");
         assert_eq!(encode_value("-_.!~*'()"), "-_.!~*'()");
         assert_eq!(encode_value("a b;é"), "a%20b%3B%C3%A9");
+    }
+
+    #[test]
+    fn escape_table_keeps_exactly_the_unreserved_marks() {
+        for byte in 0..=u8::MAX {
+            let unreserved = byte.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&byte);
+            assert_eq!(ESCAPED[usize::from(byte)], !unreserved, "byte {byte:#04x}");
+        }
     }
 
     #[test]
