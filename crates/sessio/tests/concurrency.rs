@@ -5,11 +5,13 @@ mod common;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::routing::post;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::Router;
 use common::*;
 use sessio::{Session, SessionError};
 use tokio::sync::{Barrier, Notify};
+use tower::ServiceExt;
 
 const WRITERS: usize = 32;
 
@@ -118,5 +120,62 @@ async fn a_write_never_resurrects_the_id_a_regenerate_retired() {
         app.store.inner_count().await,
         1,
         "only the regenerated session exists"
+    );
+}
+
+/// A task the handler started still holds the session (in the middle of loading it) when
+/// the response is ready: the layer must wait for it and write what it changed, not finish
+/// without it.
+#[tokio::test]
+async fn the_response_waits_for_a_session_call_still_running_in_another_task() {
+    let answer = Arc::new(Notify::new());
+    let late = Router::new()
+        .route(
+            "/late",
+            get(
+                |State(answer): State<Arc<Notify>>, session: Session| async move {
+                    let task_session = session.clone();
+                    tokio::spawn(async move { task_session.insert("late", true).await });
+                    answer.notified().await;
+                    "ok"
+                },
+            ),
+        )
+        .with_state(answer.clone());
+    let app = app_with_routes(late, |l| l);
+    let mut browser = Browser::default();
+    browser.get(&app, "/").await;
+
+    app.store.load_gate.arm();
+    let mut response = std::pin::pin!(app.router.clone().oneshot(browser.request("GET", "/late")));
+    let mut still_running = || {
+        assert!(
+            futures_util::FutureExt::now_or_never(&mut response).is_none(),
+            "the response left while a task still held the session"
+        );
+    };
+    // The task only runs while this test yields: wait until it holds the session, loading.
+    for _ in 0..1000 {
+        still_running();
+        if app.store.load_gate.is_holding() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        app.store.load_gate.is_holding(),
+        "the task never reached the store"
+    );
+    // The handler answers; the layer must now wait for the task.
+    answer.notify_one();
+    still_running();
+    still_running();
+    app.store.load_gate.release();
+    assert_eq!(response.await.unwrap().status(), StatusCode::OK);
+
+    assert_eq!(
+        browser.get(&app, "/get/late").await.body,
+        "true",
+        "the task's change was not written"
     );
 }

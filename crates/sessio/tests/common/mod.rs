@@ -28,12 +28,45 @@ pub fn keys() -> KeyRing {
     KeyRing::new([SECRET]).unwrap()
 }
 
-/// Counts store calls per operation; can be made to fail.
+/// Counts store calls per operation; can be made to fail, or to hold a `load`.
 #[derive(Clone, Default)]
 pub struct CountingStore {
     pub inner: MemoryStore,
     pub counts: Arc<Counts>,
     pub failing: Arc<AtomicBool>,
+    pub load_gate: Arc<LoadGate>,
+}
+
+/// Once armed, holds the next `load` until released: lets a test act while a store call is
+/// in flight.
+#[derive(Default)]
+pub struct LoadGate {
+    armed: AtomicBool,
+    waiting: AtomicBool,
+    release: tokio::sync::Notify,
+}
+
+impl LoadGate {
+    pub fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a `load` is being held.
+    pub fn is_holding(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
+
+    async fn pass(&self) {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.waiting.store(true, Ordering::SeqCst);
+            self.release.notified().await;
+            self.waiting.store(false, Ordering::SeqCst);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -98,6 +131,7 @@ impl SessionStore for CountingStore {
     async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
         self.counts.load.fetch_add(1, Ordering::SeqCst);
         self.check()?;
+        self.load_gate.pass().await;
         tokio::task::yield_now().await;
         self.inner.load(id, now).await
     }
