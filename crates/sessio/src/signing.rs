@@ -134,7 +134,13 @@ impl KeyRing {
         out.push_str("s:");
         out.push_str(id);
         out.push('.');
-        STANDARD_NO_PAD.encode_string(mac(&self.keys[0], id), &mut out);
+        let mut text = [0u8; MAC_LEN + 1];
+        // Base64 is ASCII: each byte is one char.
+        out.extend(
+            mac_text(mac(&self.keys[0], id), &mut text)
+                .iter()
+                .map(|&b| char::from(b)),
+        );
         out
     }
 
@@ -158,10 +164,7 @@ impl KeyRing {
         // Try every secret even after a match, so timing does not tell which one signed.
         let mut matched = None;
         for (index, key) in self.keys.iter().enumerate() {
-            let written = STANDARD_NO_PAD
-                .encode_slice(mac(key, id), &mut expected)
-                .ok()?;
-            if constant_time_eq(&expected[..written], given) && matched.is_none() {
+            if constant_time_eq(mac_text(mac(key, id), &mut expected), given) && matched.is_none() {
                 matched = Some(index);
             }
         }
@@ -194,6 +197,14 @@ impl fmt::Debug for KeyRing {
 
 fn hmac_key(secret: &[u8]) -> HmacSha256 {
     HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length")
+}
+
+/// The unpadded standard base64 of a MAC, written into `buf` (43 bytes; the buffer has
+/// room for the 44 that base64's encoder asks for).
+fn mac_text(tag: [u8; 32], buf: &mut [u8; MAC_LEN + 1]) -> &[u8] {
+    // Cannot fail: 32 bytes take 43 characters.
+    let written = STANDARD_NO_PAD.encode_slice(tag, buf).unwrap_or(0);
+    &buf[..written]
 }
 
 fn mac(key: &HmacSha256, id: &str) -> [u8; 32] {

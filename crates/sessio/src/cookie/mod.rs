@@ -3,6 +3,7 @@
 mod parse;
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
@@ -387,18 +388,37 @@ fn attribute(out: &mut String, name: &str, value: &str) {
     }
 }
 
+thread_local! {
+    /// The last date this thread wrote, and its second: the sessions a busy server creates
+    /// within one second share their Expires date, and formatting it costs as much as the
+    /// rest of the header.
+    static LAST_DATE: RefCell<(Option<u64>, String)> = const { RefCell::new((None, String::new())) };
+}
+
 /// Appends `; Expires=` and an IMF-fixdate (RFC 9110): `Thu, 01 Jan 1970 00:00:00 GMT`.
 fn push_expires(out: &mut String, at: SystemTime) {
+    let secs = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    out.push_str("; Expires=");
+    LAST_DATE.with_borrow_mut(|(second, date)| {
+        if *second != Some(secs) {
+            date.clear();
+            push_date(date, secs);
+            *second = Some(secs);
+        }
+        out.push_str(date);
+    });
+}
+
+/// Appends the IMF-fixdate of `secs` after the epoch.
+fn push_date(out: &mut String, secs: u64) {
     const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let secs = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
     let at = OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(i64::MAX))
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    out.push_str("; Expires=");
     out.push_str(DAYS[usize::from(at.weekday().number_days_from_monday())]);
     out.push_str(", ");
     push_number(out, u64::from(at.day()), 2);
@@ -555,6 +575,15 @@ mod tests {
             let mut rendered = String::new();
             push_expires(&mut rendered, at);
             assert_eq!(rendered, expected);
+            // Again within the same second (the thread's cached date), then after another.
+            let mut again = String::new();
+            push_expires(&mut again, at + Duration::from_millis(999));
+            push_expires(&mut again, SystemTime::UNIX_EPOCH);
+            push_expires(&mut again, at);
+            assert_eq!(
+                again,
+                format!("{expected}; Expires=Thu, 01 Jan 1970 00:00:00 GMT{expected}")
+            );
         }
         for n in [0, 1, 9, 10, 59, 86_400, 604_800, u64::MAX] {
             let mut rendered = String::new();

@@ -10,7 +10,9 @@ use crate::store::{Changes, Data, StoreError};
 
 /// Packs `data`.
 pub(super) fn pack(data: &Data) -> Result<Box<[u8]>, StoreError> {
-    let mut out = Vec::new();
+    // Room for the keys, the lengths and short values, so that packing rarely reallocates.
+    let room = data.keys().map(|key| key.len() + 8 + 16).sum();
+    let mut out = Vec::with_capacity(room);
     for (key, value) in data {
         push(&mut out, key, value)?;
     }
