@@ -7,7 +7,6 @@ use std::sync::{Arc, OnceLock};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rand::Rng as _;
-use subtle::ConstantTimeEq;
 
 /// An opaque session id, as carried (signed) in the session cookie.
 ///
@@ -70,10 +69,7 @@ impl From<&str> for SessionId {
 impl PartialEq for SessionId {
     // Ids are credentials: compare them without leaking where they differ.
     fn eq(&self, other: &Self) -> bool {
-        self.as_str()
-            .as_bytes()
-            .ct_eq(other.as_str().as_bytes())
-            .into()
+        crate::signing::constant_time_eq(self.as_str().as_bytes(), other.as_str().as_bytes())
     }
 }
 

@@ -355,7 +355,10 @@ impl Session {
             return self.create(&mut state, now).await;
         }
         state.touch_requested = true;
-        self.write(&mut state, now).await
+        match self.due_write(&state, now) {
+            Some(due) => self.write(&mut state, now, due).await,
+            None => Ok(()),
+        }
     }
 
     /// Extends the session's expiry when the response is ready, even if it was extended
@@ -443,10 +446,16 @@ impl Session {
         touch_due.then_some(DueWrite::Touch)
     }
 
-    /// Writes pending changes of a stored session, or touches it when due.
-    async fn write(&self, state: &mut State, now: SystemTime) -> Result<(), SessionError> {
+    /// Writes pending changes of a stored session, or touches it: `due`, as
+    /// [`due_write`](Self::due_write) found.
+    async fn write(
+        &self,
+        state: &mut State,
+        now: SystemTime,
+        due: DueWrite,
+    ) -> Result<(), SessionError> {
         let settings = self.settings();
-        let (Some(due), Some(id)) = (self.due_write(state, now), state.id.clone()) else {
+        let Some(id) = state.id.clone() else {
             return Ok(());
         };
         if settings.unchanged == UnchangedSessions::Resave && state.changes.is_empty() {
@@ -494,39 +503,36 @@ impl Session {
     pub(crate) fn finish(self, server_error: bool, https: bool) -> Finish {
         let now = self.settings().clock.now();
         if let Some(mut state) = self.inner.state.try_lock() {
-            if let Some(done) = self.finish_step(&mut state, server_error, https, now) {
-                return Finish::Done(Ok(done));
+            if let Ending::Respond = self.prepare_end(&mut state, server_error, https, now) {
+                return Finish::Done(Ok(self.cookie_to_send(&state, https, now)));
             }
         }
         Finish::Pending(Box::pin(async move {
             let mut state = self.lock().await;
-            if let Some(done) = self.finish_step(&mut state, server_error, https, now) {
-                return Ok(done);
-            }
-            if state.id.is_none() {
-                self.create(&mut state, now).await?;
-            } else {
-                self.write(&mut state, now).await?;
+            // Prepared (again): another task may have used the session meanwhile.
+            match self.prepare_end(&mut state, server_error, https, now) {
+                Ending::Respond => {}
+                Ending::Create => self.create(&mut state, now).await?,
+                Ending::Write(due) => self.write(&mut state, now, due).await?,
             }
             Ok(self.cookie_to_send(&state, https, now))
         }))
     }
 
-    /// Prepares the state for the end of the request, and finishes it if no store call is
-    /// needed: `Some` with the `Set-Cookie` value to send, `None` if the store must be
-    /// called first.
-    fn finish_step(
+    /// Prepares the state for the end of the request (dropping its changes if the handler
+    /// failed and the policy says so) and tells what store call, if any, must come first.
+    fn prepare_end(
         &self,
         state: &mut State,
         server_error: bool,
         https: bool,
         now: SystemTime,
-    ) -> Option<Option<String>> {
+    ) -> Ending {
         let settings = self.settings();
         if !state.loaded {
             // Never used (the layer skips those anyway), or the first use failed to load:
             // nothing to write.
-            return Some(None);
+            return Ending::Respond;
         }
         let discard = server_error && settings.on_server_error == OnServerError::DiscardChanges;
         if discard {
@@ -534,15 +540,19 @@ impl Session {
             state.expiry_changed = false;
             state.touch_requested = false;
         }
-        let store_call = if state.id.is_none() {
-            let wanted = !discard
-                && (!state.data.is_empty() || settings.new_sessions == NewSessions::SaveAlways);
-            // A Secure cookie cannot reach the browser over plain HTTP: store nothing new.
-            wanted && self.can_set_cookie(https)
+        if state.id.is_some() {
+            return self
+                .due_write(state, now)
+                .map_or(Ending::Respond, Ending::Write);
+        }
+        let wanted = !discard
+            && (!state.data.is_empty() || settings.new_sessions == NewSessions::SaveAlways);
+        // A Secure cookie cannot reach the browser over plain HTTP: store nothing new.
+        if wanted && self.can_set_cookie(https) {
+            Ending::Create
         } else {
-            self.due_write(state, now).is_some()
-        };
-        (!store_call).then(|| self.cookie_to_send(state, https, now))
+            Ending::Respond
+        }
     }
 
     fn can_set_cookie(&self, https: bool) -> bool {
@@ -592,6 +602,16 @@ impl Session {
             cookie.set_cookie(&settings.keys.sign(id), https, expires_at, now)
         })
     }
+}
+
+/// What the end of a request needs before the response leaves.
+enum Ending {
+    /// Nothing to store: answer now.
+    Respond,
+    /// A new session to store.
+    Create,
+    /// A stored session to write.
+    Write(DueWrite),
 }
 
 /// The store call a stored session needs at the end of a request.

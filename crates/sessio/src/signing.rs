@@ -177,7 +177,7 @@ impl KeyRing {
 /// OR-ed together without branching, and only the result goes through `subtle`'s
 /// optimization barrier (one barrier, where comparing slices with `subtle` takes one per
 /// byte).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
