@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! sessio-server --addr 127.0.0.1:3000 --store memory|sqlite://PATH|postgres://...|redis://...
+//!               [--max-sessions N]   (memory store only; default MemoryStore's own)
 //! ```
 //!
 //! `SessionLayer` defaults with a fixed secret. `GET /` counts the visit (the session changes
@@ -39,34 +40,47 @@ async fn peek(session: Session) -> Result<String, SessionError> {
 struct Args {
     addr: SocketAddr,
     store: String,
+    max_sessions: Option<usize>,
 }
 
 fn args() -> Args {
     let mut args = std::env::args().skip(1);
     let (mut addr, mut store) = ("127.0.0.1:3000".to_owned(), "memory".to_owned());
+    let mut max_sessions = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--addr" => addr = args.next().expect("--addr needs a value"),
             "--store" => store = args.next().expect("--store needs a value"),
+            "--max-sessions" => {
+                let n = args.next().expect("--max-sessions needs a value");
+                max_sessions = Some(n.parse().expect("--max-sessions must be a whole number"));
+            }
             other => panic!(
                 "unknown argument {other:?}; usage: sessio-server [--addr HOST:PORT] \
-                 [--store memory|sqlite://..|postgres://..|redis://..]"
+                 [--store memory|sqlite://..|postgres://..|redis://..] [--max-sessions N]"
             ),
         }
     }
     Args {
         addr: addr.parse().expect("--addr must be HOST:PORT"),
         store,
+        max_sessions,
     }
 }
 
 type Error = Box<dyn std::error::Error>;
 
-async fn layer(url: &str) -> Result<SessionLayer, Error> {
+async fn layer(url: &str, max_sessions: Option<usize>) -> Result<SessionLayer, Error> {
     let keys = KeyRing::new([SECRET])?;
     let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
     Ok(match scheme {
-        "memory" => SessionLayer::new(MemoryStore::new(), keys),
+        "memory" => {
+            let mut store = MemoryStore::builder();
+            if let Some(max) = max_sessions {
+                store = store.max_sessions(max);
+            }
+            SessionLayer::new(store.build(), keys)
+        }
         "sqlite" => {
             let store = sessio_sqlite::SqliteStore::connect(url)
                 .await?
@@ -98,7 +112,7 @@ async fn main() -> Result<(), Error> {
     let app = Router::new()
         .route("/", get(page_views))
         .route("/peek", get(peek))
-        .layer(layer(&args.store).await?);
+        .layer(layer(&args.store, args.max_sessions).await?);
     if let Some(spec) = bench_drive::from_env() {
         return Ok(bench_drive::drive(app, spec).await?);
     }
