@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::json;
 use sessio::store::{Changes, Meta, Record};
 use sessio::{IdGenerator, MemoryStore, RandomIdGenerator, SessionStore};
@@ -53,12 +53,39 @@ fn bench_store<S: SessionStore>(
     runtime.block_on(store.delete(&id)).unwrap();
 }
 
+/// New sessions into a full memory store, each evicting one. A store of 1,000 sessions fits
+/// in the CPU's caches; one of 100,000 (the default size) does not, and the difference is
+/// what a new visitor pays for the store's size: its lookup, sample and slot are reads
+/// that miss the caches.
+fn memory_creates_when_full(c: &mut Criterion, runtime: &tokio::runtime::Runtime) {
+    let ids = RandomIdGenerator::default();
+    let record = &record();
+    let mut group = c.benchmark_group("store/memory-create-when-full");
+    for size in [1_000, 100_000] {
+        let store = &MemoryStore::builder().max_sessions(size).build();
+        runtime.block_on(async {
+            for _ in 0..size {
+                store.create(&ids.generate(), record).await.unwrap();
+            }
+        });
+        group.bench_function(format!("{size}-sessions"), |b| {
+            b.to_async(runtime).iter_batched(
+                || ids.generate(),
+                |id| async move { store.create(&id, record).await.unwrap() },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
 fn stores(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     bench_store(c, &runtime, "memory", MemoryStore::new());
+    memory_creates_when_full(c, &runtime);
 
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
