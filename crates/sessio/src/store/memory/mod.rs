@@ -23,9 +23,14 @@ use crate::{Expiry, SessionId};
 /// would only make the layer draw another id.
 type Key = u128;
 
-/// One lock's worth of sessions. An `IndexMap` keeps entries in one vector, so that
-/// eviction can sample them at random.
-type Shard = IndexMap<Key, Entry, BuildHasherDefault<KeyHasher>>;
+/// One lock's worth of sessions. An `IndexMap` keeps entries in one vector, so that a new
+/// session can look at them in turn, from where the previous one stopped.
+#[derive(Default)]
+struct Shard {
+    entries: IndexMap<Key, Entry, BuildHasherDefault<KeyHasher>>,
+    /// Where the next new session starts looking (see [`make_room`]).
+    cursor: usize,
+}
 
 /// A stored session, kept small: most of a session's memory should be its data.
 struct Entry {
@@ -76,6 +81,18 @@ impl Entry {
         self.expiry = meta.expiry.map(Box::new);
     }
 
+    /// Becomes `new`, an evicted session's slot taken over by a new one. Keeps its own data
+    /// allocation when `new`'s data has the same length: writing into it costs less than
+    /// freeing it, which reads the allocation's header, far in memory when the store is
+    /// large.
+    fn take_over(&mut self, mut new: Entry) {
+        if self.data.len() == new.data.len() {
+            self.data.copy_from_slice(&new.data);
+            new.data = std::mem::take(&mut self.data);
+        }
+        *self = new;
+    }
+
     fn apply(&mut self, changes: &Changes) -> Result<(), StoreError> {
         self.data = packed::merge(&self.data, changes)?;
         Ok(())
@@ -105,11 +122,13 @@ impl Hasher for KeyHasher {
 }
 
 /// Entries a new session looks at, when its shard is full, to find expired ones to drop or
-/// else the least recently active one to evict (as Redis approximates LRU by sampling).
+/// else the least recently active one to evict (an approximation of LRU, as Redis makes
+/// by sampling).
 const SAMPLES: usize = 5;
-/// Entries a new session looks at otherwise, to drop them if expired: one random read
-/// keeps the store clearing itself without a cache miss per entry on every request.
-const SAMPLES_NOT_FULL: usize = 1;
+/// Entries a new session looks at otherwise, to drop them if expired: two neighbours (one
+/// cache miss or so) keep the store clearing itself. Two, so that the hand goes round even
+/// while the store grows by one entry per new session.
+const SAMPLES_NOT_FULL: usize = 2;
 /// Entries per shard before the store splits into more shards (up to [`MAX_SHARDS`]).
 const ENTRIES_PER_SHARD: usize = 4096;
 const MAX_SHARDS: usize = 16;
@@ -117,10 +136,10 @@ const MAX_SHARDS: usize = 16;
 /// Sessions in this process's memory.
 ///
 /// - **Bounded**: holds at most `max_sessions`. When full, a new session evicts the least
-///   recently active (written or touched) of a few sessions sampled at random, as Redis
-///   approximates least-recently-used eviction.
+///   recently active (written or touched) of the next few sessions in turn (a clock hand
+///   going round the store), an approximation of least-recently-used eviction.
 /// - **Expiring**: expired sessions are never returned; each new session drops the expired
-///   ones among those it samples, and [`ExpiredCleanup`](super::ExpiredCleanup) or
+///   ones among those it looks at, and [`ExpiredCleanup`](super::ExpiredCleanup) or
 ///   [`SessionStore::delete_expired`] sweeps the rest without any request reading them.
 /// - **Compact**: a session with a few small values takes about 150 bytes in all; its data
 ///   is kept packed, each value as JSON text.
@@ -233,26 +252,28 @@ fn key_of(id: &SessionId) -> Key {
 /// the shard is full, returns the index of the least recently active of them, for the new
 /// session to take over (in place: cheaper than removing one entry and appending another).
 ///
-/// The entries are consecutive in the shard's vector from a random start (the new key, a
-/// hash, is the randomness): read in order, they cost a cache miss or two, where as many
-/// scattered reads cost one each. A store that is not full looks at one entry, so expired
-/// sessions that nobody reads still go over time; [`ExpiredCleanup`](super::ExpiredCleanup)
-/// clears them all.
-fn make_room(shard: &mut Shard, capacity: usize, seed: Key, now: i64) -> Option<usize> {
-    let len = shard.len();
+/// The entries are the next ones in the shard's vector after those the previous new session
+/// looked at, like a clock hand going round: read in order, they cost a cache miss or two,
+/// where as many scattered reads cost one each, and every entry is looked at in each turn.
+/// Positions in the vector say nothing about activity (new sessions take the slots of
+/// evicted ones), so the coldest of a few neighbours is as good a victim as the coldest of
+/// a few picked at random. A store that is not full looks at two entries, so expired
+/// sessions that nobody reads still go within one turn; [`ExpiredCleanup`](super::ExpiredCleanup)
+/// clears them all at once.
+fn make_room(shard: &mut Shard, capacity: usize, now: i64) -> Option<usize> {
+    let len = shard.entries.len();
     if len == 0 {
         return None;
     }
     let full = len >= capacity;
     let window = if full { SAMPLES } else { SAMPLES_NOT_FULL }.min(len);
-    // The high half: the low one placed the key in its shard's table.
-    let start = ((seed >> 64) as u64 % len as u64) as usize;
+    let start = shard.cursor % len;
     let mut doomed = [0; SAMPLES];
     let mut count = 0;
     let mut coldest: Option<(usize, i64)> = None;
     for offset in 0..window {
         let at = (start + offset) % len;
-        let Some((_, entry)) = shard.get_index(at) else {
+        let Some((_, entry)) = shard.entries.get_index(at) else {
             break;
         };
         if entry.is_expired(now) {
@@ -263,6 +284,7 @@ fn make_room(shard: &mut Shard, capacity: usize, seed: Key, now: i64) -> Option<
         }
     }
     if count == 0 {
+        shard.cursor = start + window;
         // Nothing expired: a full shard gives up its coldest slot to the new session.
         return if full {
             coldest.map(|(at, _)| at)
@@ -274,13 +296,16 @@ fn make_room(shard: &mut Shard, capacity: usize, seed: Key, now: i64) -> Option<
     // Highest first: a swap-remove moves the last entry, never one still to go.
     doomed.sort_unstable_by(|a, b| b.cmp(a));
     for &at in doomed.iter() {
-        shard.swap_remove_index(at);
+        shard.entries.swap_remove_index(at);
     }
+    // The hand stays: the entries just moved into these slots are looked at next.
+    shard.cursor = start;
     None
 }
 
 /// The live entry for `key`; an expired one is dropped.
 fn live(shard: &mut Shard, key: Key, now: i64) -> Option<&mut Entry> {
+    let shard = &mut shard.entries;
     let index = shard.get_index_of(&key)?;
     if shard[index].is_expired(now) {
         shard.swap_remove_index(index);
@@ -299,13 +324,15 @@ impl SessionStore for MemoryStore {
         if live(&mut shard, key, now).is_some() {
             return Ok(CreateOutcome::IdTaken);
         }
-        match make_room(&mut shard, self.inner.per_shard, key, now) {
+        match make_room(&mut shard, self.inner.per_shard, now) {
             // The key is in no other slot: `live` found none.
-            Some(at) if at < shard.len() && shard.replace_index(at, key).is_ok() => {
-                shard[at] = entry;
+            Some(at)
+                if at < shard.entries.len() && shard.entries.replace_index(at, key).is_ok() =>
+            {
+                shard.entries[at].take_over(entry);
             }
             _ => {
-                shard.insert(key, entry);
+                shard.entries.insert(key, entry);
             }
         }
         Ok(CreateOutcome::Created)
@@ -351,7 +378,7 @@ impl SessionStore for MemoryStore {
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         let key = key_of(id);
-        self.shard(key).swap_remove(&key);
+        self.shard(key).entries.swap_remove(&key);
         Ok(())
     }
 
@@ -360,9 +387,9 @@ impl SessionStore for MemoryStore {
         let mut removed = 0;
         for shard in self.inner.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let before = shard.len();
-            shard.retain(|_, entry| !entry.is_expired(now));
-            removed += (before - shard.len()) as u64;
+            let before = shard.entries.len();
+            shard.entries.retain(|_, entry| !entry.is_expired(now));
+            removed += (before - shard.entries.len()) as u64;
         }
         Ok(removed)
     }
@@ -372,7 +399,10 @@ impl SessionStore for MemoryStore {
             .inner
             .shards
             .iter()
-            .map(|shard| shard.lock().unwrap_or_else(|e| e.into_inner()).len() as u64)
+            .map(|shard| {
+                let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+                shard.entries.len() as u64
+            })
             .sum())
     }
 }
@@ -484,13 +514,39 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn new_sessions_clear_expired_ones_nobody_reads() {
         let clock = ManualClock::default();
-        let store = MemoryStore::builder().max_sessions(10_000).build();
+        // One shard (see `ENTRIES_PER_SHARD`), so that one hand goes round all of them.
+        let store = MemoryStore::builder().max_sessions(1_000).build();
         create_many(&store, "old", 100, clock.now(), 10).await;
         clock.advance(Duration::from_secs(11));
-        create_many(&store, "new", 1_000, clock.now(), 600).await;
-        // Each new session samples one entry: the expired ones go without any read.
-        let left = store.count().await.unwrap() - 1_000;
-        assert!(left < 50, "{left} of 100 expired sessions left");
+        create_many(&store, "new", 300, clock.now(), 600).await;
+        // Each new session looks at the next entry in turn: within a turn of the store all
+        // 100 old ones were looked at, and dropped without any read.
+        assert_eq!(store.count().await.unwrap(), 300);
+    }
+
+    #[tokio::test]
+    async fn a_new_session_in_an_evicted_slot_has_its_own_data() {
+        let now = ManualClock::default().now();
+        let store = MemoryStore::builder().max_sessions(1).build();
+        let with = |value: serde_json::Value| {
+            let mut record = record(now, 60);
+            record.data.insert("k".into(), value);
+            record
+        };
+        // The same length as the evicted session's data (its allocation is reused), then
+        // longer, then shorter.
+        for (name, value) in [
+            ("a", json!(1)),
+            ("b", json!(2)),
+            ("c", json!("long")),
+            ("d", json!(3)),
+        ] {
+            let id = SessionId::from(name);
+            store.create(&id, &with(value.clone())).await.unwrap();
+            assert_eq!(store.count().await.unwrap(), 1);
+            let loaded = store.load(&id, now).await.unwrap().expect("just created");
+            assert_eq!(loaded.data["k"], value, "session {name}");
+        }
     }
 
     #[tokio::test]
