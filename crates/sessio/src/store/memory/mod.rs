@@ -258,8 +258,8 @@ fn key_of(id: &SessionId) -> Key {
 /// Positions in the vector say nothing about activity (new sessions take the slots of
 /// evicted ones), so the coldest of a few neighbours is as good a victim as the coldest of
 /// a few picked at random. A store that is not full looks at two entries, so expired
-/// sessions that nobody reads still go within one turn; [`ExpiredCleanup`](super::ExpiredCleanup)
-/// clears them all at once.
+/// sessions that nobody reads still go within one turn;
+/// [`ExpiredCleanup`](super::ExpiredCleanup) clears them all at once.
 fn make_room(shard: &mut Shard, capacity: usize, now: i64) -> Option<usize> {
     let len = shard.entries.len();
     if len == 0 {
@@ -473,7 +473,7 @@ pub(crate) mod tests {
         let clock = ManualClock::default();
         let store = MemoryStore::builder().max_sessions(1_000).build();
         // 1,000 sessions, then 1,000 more created later: each new one evicts the least
-        // recently active of its sample, so the old ones go first.
+        // recently active of the entries it looks at, so the old ones go first.
         create_many(&store, "old", 1_000, clock.now(), 600).await;
         clock.advance(Duration::from_secs(1));
         create_many(&store, "new", 1_000, clock.now(), 600).await;
