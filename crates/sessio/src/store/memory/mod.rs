@@ -23,11 +23,14 @@ use crate::{Expiry, SessionId};
 /// would only make the layer draw another id.
 type Key = u128;
 
-/// One lock's worth of sessions. An `IndexMap` keeps entries in one vector, so that a new
-/// session can look at them in turn, from where the previous one stopped.
+/// A shard's sessions. An `IndexMap` keeps entries in one vector, so that a new session can
+/// look at them in turn, from where the previous one stopped.
+type Entries = IndexMap<Key, Entry, BuildHasherDefault<KeyHasher>>;
+
+/// One lock's worth of sessions.
 #[derive(Default)]
 struct Shard {
-    entries: IndexMap<Key, Entry, BuildHasherDefault<KeyHasher>>,
+    entries: Entries,
     /// Where the next new session starts looking (see [`make_room`]).
     cursor: usize,
 }
@@ -304,14 +307,13 @@ fn make_room(shard: &mut Shard, capacity: usize, now: i64) -> Option<usize> {
 }
 
 /// The live entry for `key`; an expired one is dropped.
-fn live(shard: &mut Shard, key: Key, now: i64) -> Option<&mut Entry> {
-    let shard = &mut shard.entries;
-    let index = shard.get_index_of(&key)?;
-    if shard[index].is_expired(now) {
-        shard.swap_remove_index(index);
+fn live(entries: &mut Entries, key: Key, now: i64) -> Option<&mut Entry> {
+    let index = entries.get_index_of(&key)?;
+    if entries[index].is_expired(now) {
+        entries.swap_remove_index(index);
         return None;
     }
-    Some(&mut shard[index])
+    Some(&mut entries[index])
 }
 
 #[async_trait]
@@ -321,7 +323,7 @@ impl SessionStore for MemoryStore {
         let key = key_of(id);
         let entry = Entry::new(record)?;
         let mut shard = self.shard(key);
-        if live(&mut shard, key, now).is_some() {
+        if live(&mut shard.entries, key, now).is_some() {
             return Ok(CreateOutcome::IdTaken);
         }
         match make_room(&mut shard, self.inner.per_shard, now) {
@@ -341,7 +343,7 @@ impl SessionStore for MemoryStore {
     async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
         let key = key_of(id);
         let mut shard = self.shard(key);
-        live(&mut shard, key, unix_millis(now))
+        live(&mut shard.entries, key, unix_millis(now))
             .map(|entry| entry.record())
             .transpose()
     }
@@ -354,26 +356,30 @@ impl SessionStore for MemoryStore {
     ) -> Result<WriteOutcome, StoreError> {
         let key = key_of(id);
         let mut shard = self.shard(key);
-        Ok(match live(&mut shard, key, unix_millis(meta.last_active)) {
-            Some(entry) => {
-                entry.apply(changes)?;
-                entry.set_meta(meta);
-                WriteOutcome::Applied
-            }
-            None => WriteOutcome::NotFound,
-        })
+        Ok(
+            match live(&mut shard.entries, key, unix_millis(meta.last_active)) {
+                Some(entry) => {
+                    entry.apply(changes)?;
+                    entry.set_meta(meta);
+                    WriteOutcome::Applied
+                }
+                None => WriteOutcome::NotFound,
+            },
+        )
     }
 
     async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
         let key = key_of(id);
         let mut shard = self.shard(key);
-        Ok(match live(&mut shard, key, unix_millis(meta.last_active)) {
-            Some(entry) => {
-                entry.set_meta(meta);
-                WriteOutcome::Applied
-            }
-            None => WriteOutcome::NotFound,
-        })
+        Ok(
+            match live(&mut shard.entries, key, unix_millis(meta.last_active)) {
+                Some(entry) => {
+                    entry.set_meta(meta);
+                    WriteOutcome::Applied
+                }
+                None => WriteOutcome::NotFound,
+            },
+        )
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
