@@ -550,7 +550,9 @@ function shape(value, storeExpiryMatches) {
   return {
     keys: Object.keys(sess).sort(),
     cookieKeys: Object.keys(cookie).sort(),
-    originalMaxAge: cookie.originalMaxAge,
+    // To the second: express-session derives it from `expires - Date.now()` right after
+    // setting `expires`, so it reads 86399999 when the millisecond ticks in between.
+    originalMaxAgeSeconds: Math.round(cookie.originalMaxAge / 1000),
     httpOnly: cookie.httpOnly,
     path: cookie.path,
     expiresIsJsonDate: typeof cookie.expires === 'string' && !isNaN(expires)
