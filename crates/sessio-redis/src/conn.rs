@@ -51,7 +51,8 @@ impl Conn {
         }
     }
 
-    pub(crate) async fn single(url: &str) -> Result<Self, ConnectError> {
+    /// Connects to one server; also returns the client, which can open more connections.
+    pub(crate) async fn single(url: &str) -> Result<(Self, redis::Client), ConnectError> {
         let info = url
             .into_connection_info()
             .map_err(ConnectError::InvalidUrl)?
@@ -63,9 +64,9 @@ impl Conn {
             .set_number_of_retries(RECONNECT_RETRIES)
             .set_min_delay(MIN_RECONNECT_DELAY)
             .set_max_delay(MAX_RECONNECT_DELAY);
-        let connect = ConnectionManager::new_with_config(client, config);
+        let connect = ConnectionManager::new_with_config(client.clone(), config);
         match tokio::time::timeout(CONNECT_LIMIT, connect).await {
-            Ok(Ok(manager)) => Ok(Conn::Single(manager)),
+            Ok(Ok(manager)) => Ok((Conn::Single(manager), client)),
             Ok(Err(error)) => Err(connect_error(error)),
             Err(_) => Err(ConnectError::Timeout(CONNECT_LIMIT)),
         }
@@ -168,9 +169,9 @@ fn route(slot: u16) -> RoutingInfo {
 }
 
 /// The overall limit on connecting (a few attempts).
-const CONNECT_LIMIT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_LIMIT: Duration = Duration::from_secs(10);
 
-fn connect_error(error: RedisError) -> ConnectError {
+pub(crate) fn connect_error(error: RedisError) -> ConnectError {
     match error.kind() {
         ErrorKind::InvalidClientConfig => ConnectError::InvalidUrl(error),
         _ => ConnectError::Unavailable(error),

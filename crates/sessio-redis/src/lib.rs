@@ -11,6 +11,9 @@
 //! - **Resilient**: the connection reconnects by itself after Redis restarts, and every
 //!   operation is bounded ([`RedisStore::with_timeout`], 2 s by default), so while Redis is
 //!   down requests get a prompt `503` instead of hanging.
+//! - **Optionally cached in the process** ([`RedisStore::with_client_cache`]): returning
+//!   visitors' sessions are read without a round trip, kept fresh by Redis's key tracking
+//!   (see [`ClientCache`] for what that trades).
 //!
 //! # One server
 //!
@@ -127,12 +130,14 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod cache;
 mod conn;
 mod error;
 mod layout;
 mod scripts;
 mod store;
 
+pub use cache::ClientCache;
 pub use error::{ConnectError, InvalidKeyPrefix, MigrateError, WriteContention};
 pub use layout::Layout;
 pub use store::RedisStore;

@@ -52,7 +52,6 @@ if redis.call('EXISTS', key) == 1 then
 end
 set_meta_and(key, 4)
 redis.call('PEXPIREAT', key, ARGV[2])
-return 1
 ";
 
 /// KEYS[1] the session; ARGV[1] now (the new meta's last_active, ms); ARGV[2] expires_at
@@ -87,8 +86,14 @@ local removed = tonumber(ARGV[5])
 chunked('HDEL', key, ARGV, 6, 5 + removed)
 set_meta_and(key, 6 + removed)
 redis.call('PEXPIREAT', key, ARGV[2])
-return 1
 ";
+
+/// How [`CREATE`] and [`UPDATE`] end once they wrote: returning 1.
+const WROTE: &str = "return 1\n";
+
+/// The same for a caller whose connection tracks the keys it reads (a client-side cache):
+/// reading the key once more keeps it tracked, as a write ends the tracking of its key.
+const WROTE_TRACKED: &str = "return redis.call('EXISTS', key)\n";
 
 /// KEYS[1] a key found by SCAN; ARGV[1] now (ms). Removes it if it is a session hash whose
 /// `e` is at or before now; returns how many keys went (0 or 1).
@@ -150,18 +155,33 @@ end
 return found
 ";
 
-fn with_chunked(body: &str) -> Script {
-    Script::new(&format!("{CHUNKED}{body}"))
+fn writing(body: &str, end: &str) -> Script {
+    Script::new(&format!("{CHUNKED}{body}{end}"))
 }
 
-pub(crate) fn create() -> &'static Script {
-    static SCRIPT: OnceLock<Script> = OnceLock::new();
-    SCRIPT.get_or_init(|| with_chunked(CREATE))
+/// Who runs a write script: whether its connection tracks keys for a client-side cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Caller {
+    Plain,
+    Tracking,
 }
 
-pub(crate) fn update() -> &'static Script {
-    static SCRIPT: OnceLock<Script> = OnceLock::new();
-    SCRIPT.get_or_init(|| with_chunked(UPDATE))
+pub(crate) fn create(caller: Caller) -> &'static Script {
+    static PLAIN: OnceLock<Script> = OnceLock::new();
+    static TRACKING: OnceLock<Script> = OnceLock::new();
+    match caller {
+        Caller::Plain => PLAIN.get_or_init(|| writing(CREATE, WROTE)),
+        Caller::Tracking => TRACKING.get_or_init(|| writing(CREATE, WROTE_TRACKED)),
+    }
+}
+
+pub(crate) fn update(caller: Caller) -> &'static Script {
+    static PLAIN: OnceLock<Script> = OnceLock::new();
+    static TRACKING: OnceLock<Script> = OnceLock::new();
+    match caller {
+        Caller::Plain => PLAIN.get_or_init(|| writing(UPDATE, WROTE)),
+        Caller::Tracking => TRACKING.get_or_init(|| writing(UPDATE, WROTE_TRACKED)),
+    }
 }
 
 pub(crate) fn delete_if_expired() -> &'static Script {

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use redis::{ErrorKind, Pipeline, RedisError, Script, ServerErrorKind, Value};
+use redis::{ErrorKind, Pipeline, ProtocolVersion, RedisError, Script, ServerErrorKind, Value};
 use sessio::store::{
     with_timeout, Changes, CreateOutcome, Meta, Record, SessionStore, StoreError, WriteOutcome,
 };
 use sessio::SessionId;
 
-use crate::conn::{store_error, Conn, Node};
+use crate::cache::{Cache, ClientCache};
+use crate::conn::{connect_error, store_error, Conn, Node, CONNECT_LIMIT};
 use crate::error::{ConnectError, InvalidKeyPrefix, MigrateError};
 use crate::layout::{connect_redis, native, validate_prefix, Layout};
 
@@ -58,6 +59,9 @@ pub struct RedisStore {
     prefix: Arc<str>,
     timeout: Duration,
     layout: Layout,
+    /// The client of a single server (none for a cluster), for the cache's connection.
+    client: Option<redis::Client>,
+    cache: Option<Arc<Cache>>,
 }
 
 impl RedisStore {
@@ -82,7 +86,10 @@ impl RedisStore {
     /// # }
     /// ```
     pub async fn connect(url: &str) -> Result<Self, ConnectError> {
-        Ok(Self::new(Conn::single(url).await?))
+        let (conn, client) = Conn::single(url).await?;
+        let mut store = Self::new(conn);
+        store.client = Some(client);
+        Ok(store)
     }
 
     /// Connects to a Redis Cluster, given the URLs of one or more of its nodes (the others
@@ -138,6 +145,8 @@ impl RedisStore {
             prefix: Arc::from(Self::DEFAULT_KEY_PREFIX),
             timeout: Self::DEFAULT_TIMEOUT,
             layout: Layout::Native,
+            client: None,
+            cache: None,
         }
     }
 
@@ -219,7 +228,71 @@ impl RedisStore {
     pub fn with_layout(mut self, layout: Layout) -> Self {
         self.layout = layout;
         self.prefix = Arc::from(layout.default_key_prefix());
+        if layout != Layout::Native {
+            self.cache = None;
+        }
         self
+    }
+
+    /// Keeps the sessions this store reads and writes in this process as well, so that a
+    /// returning visitor's session is read without a round trip to Redis, and a changed
+    /// one is written with one. Redis keeps the cache fresh: it tells this store's own
+    /// connection (RESP3, `CLIENT TRACKING`) whenever another client changes or removes a
+    /// session the cache holds. Opens that connection; on a single server (Redis 6.0 or
+    /// later) in the [`Native`](Layout::Native) layout only. Read [`ClientCache`] for what
+    /// it trades: another instance's writes reach this one's cache when Redis's
+    /// invalidation does, not at once.
+    ///
+    /// Call it last: [`with_layout`](Self::with_layout) to another layout drops the cache.
+    ///
+    /// # Errors
+    /// [`ConnectError::CacheUnsupported`] on a Redis Cluster or in the connect-redis layout;
+    /// the errors of [`connect`](Self::connect) when the connection cannot be opened (or
+    /// Redis does not speak RESP3).
+    ///
+    /// ```no_run
+    /// use sessio_redis::{ClientCache, RedisStore};
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::connect("redis://127.0.0.1:6379")
+    ///     .await?
+    ///     .with_key_prefix("myapp:session:")?
+    ///     .with_client_cache(ClientCache::new().with_capacity(100_000))
+    ///     .await?;
+    /// store.migrate().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn with_client_cache(mut self, cache: ClientCache) -> Result<Self, ConnectError> {
+        let Some(client) = &self.client else {
+            return Err(ConnectError::CacheUnsupported("a Redis Cluster"));
+        };
+        if self.layout != Layout::Native {
+            return Err(ConnectError::CacheUnsupported("the connect-redis layout"));
+        }
+        let info = client.get_connection_info().clone();
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings))
+            .map_err(ConnectError::InvalidUrl)?;
+        let opened = match tokio::time::timeout(CONNECT_LIMIT, Cache::open(cache, client)).await {
+            Ok(opened) => opened.map_err(connect_error)?,
+            Err(_) => return Err(ConnectError::Timeout(CONNECT_LIMIT)),
+        };
+        self.cache = Some(opened);
+        Ok(self)
+    }
+
+    /// The client-side cache's settings, if the store has one.
+    pub fn client_cache(&self) -> Option<&ClientCache> {
+        self.cache.as_deref().map(Cache::config)
+    }
+
+    /// The running cache, if any.
+    pub(crate) fn cache(&self) -> Option<&Arc<Cache>> {
+        self.cache.as_ref()
     }
 
     /// The layout of this store's sessions.
@@ -339,6 +412,7 @@ impl fmt::Debug for RedisStore {
             .field("prefix", &self.prefix)
             .field("layout", &self.layout)
             .field("mode", &self.conn.mode())
+            .field("client_cache", &self.client_cache())
             .finish_non_exhaustive()
     }
 }

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -17,101 +15,12 @@ use sessio::{KeyRing, Session, SessionError, SessionLayer};
 use sessio_redis::RedisStore;
 use tower::ServiceExt;
 
+use common::PrivateRedis;
+
 const STORE_TIMEOUT: Duration = Duration::from_millis(300);
 /// How long a request may take while Redis is down: the store's limit plus slack for a
 /// loaded machine. Far below what a hung request would take.
 const PROMPT: Duration = Duration::from_secs(2);
-
-/// A `redis-server` child on a loopback port, persisting every write to its own directory
-/// (append-only file, fsync on every write); killed, and its directory removed, on drop.
-struct Server {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Server {
-    fn start(port: u16, dir: PathBuf) -> Self {
-        let mut server = Self {
-            port,
-            dir,
-            child: None,
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--save", ""])
-            .args(["--appendonly", "yes"])
-            .args(["--appendfsync", "always"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        self.wait_until_up();
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn wait_until_up(&self) {
-        let client = redis::Client::open(self.url()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let pong = client
-                .get_connection_with_timeout(Duration::from_millis(200))
-                .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn));
-            if pong.is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} did not come up: {pong:?}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL: no shutdown, no final save.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn redis_server_installed() -> bool {
-    Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn page_views(session: Session) -> Result<String, SessionError> {
     let views: u64 = session.get("page_views").await?.unwrap_or(0) + 1;
@@ -166,16 +75,9 @@ async fn visit(app: &Router, cookie: Option<&str>) -> Reply {
 
 #[tokio::test]
 async fn redis_killed_and_restarted() {
-    if !redis_server_installed() {
-        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-            panic!("redis-server is not on PATH, and CI=true: this test needs it");
-        }
-        eprintln!("SKIPPED: redis-server is not on PATH");
+    let Some(mut server) = PrivateRedis::start_or_skip() else {
         return;
-    }
-    let dir = std::env::temp_dir().join(format!("sessio-redis-restart-{}", common::random_hex()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut server = Server::start(free_port(), dir);
+    };
 
     let store = RedisStore::connect(&server.url())
         .await

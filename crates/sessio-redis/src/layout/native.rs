@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use redis::aio::MultiplexedConnection;
 use redis::{ScriptInvocation, Value};
 use sessio::store::{
     from_unix_millis, storage_key, unix_millis, Changes, CreateOutcome, Data, Meta, Record,
@@ -31,9 +32,11 @@ use sessio::store::{
 use sessio::{Expiry, SessionId};
 use tokio::task::JoinSet;
 
+use crate::cache::Cache;
+use crate::conn::Conn;
 use crate::error::MigrateError;
 use crate::layout::layout_key;
-use crate::scripts;
+use crate::scripts::{self, Caller};
 use crate::store::RedisStore;
 
 /// The layout version this crate writes, recorded under `{prefix}layout`.
@@ -390,6 +393,62 @@ async fn upgrade_from_v1(store: &RedisStore) -> Result<u64, StoreError> {
         .await
 }
 
+/// `meta` as Redis keeps it, and so as [`decode`] gives it back: to the millisecond.
+fn as_stored(meta: &Meta) -> Meta {
+    let round = |time| from_unix_millis(unix_millis(time));
+    let millis = |duration| {
+        Duration::from_millis(u64::try_from(duration_millis(duration)).unwrap_or(u64::MAX))
+    };
+    Meta {
+        created_at: round(meta.created_at),
+        last_active: round(meta.last_active),
+        expires_at: round(meta.expires_at),
+        expiry: meta.expiry.map(|expiry| {
+            Expiry::new(
+                millis(expiry.idle_timeout()),
+                millis(expiry.absolute_lifetime()),
+            )
+        }),
+    }
+}
+
+/// Where a write script runs: over the store's connection, or over its cache's tracking
+/// connection (keeping the cache up to date).
+enum Route {
+    Plain(Conn),
+    Cached(Arc<Cache>, MultiplexedConnection),
+}
+
+impl Route {
+    fn of(store: &RedisStore) -> Self {
+        match store.cache() {
+            Some(cache) => match cache.connection() {
+                Some(conn) => Route::Cached(Arc::clone(cache), conn),
+                None => Route::Plain(store.conn()),
+            },
+            None => Route::Plain(store.conn()),
+        }
+    }
+
+    fn caller(&self) -> Caller {
+        match self {
+            Route::Plain(_) => Caller::Plain,
+            Route::Cached(..) => Caller::Tracking,
+        }
+    }
+
+    async fn invoke<T: redis::FromRedisValue>(
+        &mut self,
+        store: &RedisStore,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        match self {
+            Route::Plain(conn) => store.bounded(invocation.invoke_async(conn)).await,
+            Route::Cached(_, conn) => store.bounded(invocation.invoke_async(conn)).await,
+        }
+    }
+}
+
 /// Stores a new session with the create script, unless a live one holds the key.
 pub(crate) async fn create(
     store: &RedisStore,
@@ -398,7 +457,8 @@ pub(crate) async fn create(
 ) -> Result<CreateOutcome, StoreError> {
     let key = session_key(store.key_prefix(), id);
     let meta = &record.meta;
-    let mut invocation = scripts::create().key(&key);
+    let mut route = Route::of(store);
+    let mut invocation = scripts::create(route.caller()).key(&key);
     // A session whose expiry is at or before the new one's start is gone.
     push_meta(&mut invocation, meta);
     for (field, value) in expiry_pairs(meta).into_iter().flatten() {
@@ -407,13 +467,33 @@ pub(crate) async fn create(
     for (name, value) in &record.data {
         invocation.arg(data_field(name)).arg(value.to_string());
     }
-    let mut conn = store.conn();
-    let created: i64 = store.bounded(invocation.invoke_async(&mut conn)).await?;
-    Ok(if created == 1 {
-        CreateOutcome::Created
-    } else {
-        CreateOutcome::IdTaken
-    })
+    let ticket = match &route {
+        Route::Cached(cache, _) => Some(cache.before_read(&key)),
+        Route::Plain(_) => None,
+    };
+    let created: i64 = route.invoke(store, &invocation).await?;
+    if created != 1 {
+        return Ok(CreateOutcome::IdTaken);
+    }
+    match (&route, ticket) {
+        (Route::Cached(cache, _), Some(ticket)) => {
+            let stored = Record {
+                data: record.data.clone(),
+                meta: as_stored(meta),
+            };
+            cache.after_read(&key, ticket, &stored, meta.last_active);
+        }
+        // It may have replaced an expired session still cached.
+        _ => forget(store, &key),
+    }
+    Ok(CreateOutcome::Created)
+}
+
+/// Drops `key` from the store's cache, if it has one.
+fn forget(store: &RedisStore, key: &str) {
+    if let Some(cache) = store.cache() {
+        cache.forget(key.as_bytes());
+    }
 }
 
 /// Reads a session's hash.
@@ -423,11 +503,23 @@ pub(crate) async fn load(
     now: SystemTime,
 ) -> Result<Option<Record>, StoreError> {
     let key = session_key(store.key_prefix(), id);
+    let read = redis::cmd("HGETALL").arg(&key).clone();
+    let decoded = |reply| decode(reply, now).map_err(|e| StoreError::Decode(Box::new(e)));
+    if let Some(cache) = store.cache() {
+        if let Some(record) = cache.get(&key, now) {
+            return Ok(Some(record));
+        }
+        if let Some(mut conn) = cache.connection() {
+            let ticket = cache.before_read(&key);
+            let record = decoded(store.bounded(read.query_async(&mut conn)).await?)?;
+            if let Some(record) = &record {
+                cache.after_read(&key, ticket, record, now);
+            }
+            return Ok(record);
+        }
+    }
     let mut conn = store.conn();
-    let reply: Value = store
-        .bounded(redis::cmd("HGETALL").arg(&key).query_async(&mut conn))
-        .await?;
-    decode(reply, now).map_err(|e| StoreError::Decode(Box::new(e)))
+    decoded(store.bounded(read.query_async(&mut conn)).await?)
 }
 
 /// Runs the update script: `update` with `changes`, `touch` without.
@@ -451,7 +543,8 @@ pub(crate) async fn write(
     let clears = changes.is_some_and(Changes::clears_all);
     let flags = u8::from(clears) | (u8::from(own_expiry.is_some()) << 1);
 
-    let mut invocation = scripts::update().key(&key);
+    let mut route = Route::of(store);
+    let mut invocation = scripts::update(route.caller()).key(&key);
     push_meta(&mut invocation, meta);
     invocation.arg(flags).arg(removed.len()).arg(&removed);
     for (field, value) in own_expiry.into_iter().flatten() {
@@ -460,9 +553,29 @@ pub(crate) async fn write(
     for (field, value) in &set {
         invocation.arg(field).arg(value);
     }
-    let mut conn = store.conn();
-    let applied: i64 = store.bounded(invocation.invoke_async(&mut conn)).await?;
-    Ok(if applied == 1 {
+    let Route::Cached(cache, _) = &route else {
+        forget(store, &key);
+        let outcome = write_outcome(route.invoke(store, &invocation).await);
+        forget(store, &key);
+        return outcome;
+    };
+    let cache = Arc::clone(cache);
+    let ticket = cache.before_write(&key);
+    let outcome = write_outcome(route.invoke(store, &invocation).await);
+    // What the script did to the hash, done to the cached record.
+    let apply = |record: &mut Record| {
+        if let Some(changes) = changes {
+            changes.apply(&mut record.data);
+        }
+        record.meta = as_stored(meta);
+    };
+    let applied = matches!(outcome, Ok(WriteOutcome::Applied)).then_some(apply);
+    cache.after_write(&key, ticket, applied, meta.last_active);
+    outcome
+}
+
+fn write_outcome(reply: Result<i64, StoreError>) -> Result<WriteOutcome, StoreError> {
+    Ok(if reply? == 1 {
         WriteOutcome::Applied
     } else {
         WriteOutcome::NotFound
@@ -472,11 +585,14 @@ pub(crate) async fn write(
 /// Removes a session's hash.
 pub(crate) async fn delete(store: &RedisStore, id: &SessionId) -> Result<(), StoreError> {
     let key = session_key(store.key_prefix(), id);
+    forget(store, &key);
     let mut conn = store.conn();
-    let _removed: i64 = store
+    let removed: Result<i64, _> = store
         .bounded(redis::cmd("UNLINK").arg(&key).query_async(&mut conn))
-        .await?;
-    Ok(())
+        .await;
+    // Also after: a read that began before the removal caches nothing.
+    forget(store, &key);
+    removed.map(drop)
 }
 
 /// Scans the prefix on every primary and removes each expired session with a script that

@@ -5,7 +5,9 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::time::{Duration, SystemTime};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
 
 use redis::Commands;
 use sessio::testing::service_url;
@@ -194,5 +196,122 @@ impl Drop for Cleanup {
         if let Err(e) = self.remove_all() {
             eprintln!("cleanup of {}* failed: {e}", self.prefix);
         }
+    }
+}
+
+/// A `redis-server` child of the test's own on a free loopback port, persisting every
+/// write to its own directory (append-only file, fsync on every write), so that what it
+/// counts is the test's alone and it can be killed and restarted with its data; killed,
+/// and its directory removed, on drop.
+pub struct PrivateRedis {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// A running server; `None` (the test skips) when `redis-server` is not installed,
+    /// unless `CI=true`, where that fails the test.
+    pub fn start_or_skip() -> Option<Self> {
+        let installed = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !installed {
+            if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+                panic!("redis-server is not on PATH, and CI=true: this test needs it");
+            }
+            eprintln!("SKIPPED: redis-server is not on PATH");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("sessio-redis-private-{}", random_hex()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self {
+            port,
+            dir,
+            child: None,
+        };
+        server.spawn();
+        Some(server)
+    }
+
+    /// Starts the server (again, after [`kill`](Self::kill)) and waits until it answers.
+    pub fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "yes"])
+            .args(["--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        self.wait_until_up();
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_until_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let pong = connection(&self.url())
+                .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn));
+            if pong.is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} did not come up: {pong:?}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no shutdown, no final save.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// How many times the server ran `command` (lower case) without an error (such as
+    /// `NOSCRIPT` before a script is loaded), from `INFO commandstats`.
+    pub fn calls(&self, command: &str) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut connection(&self.url()).unwrap())
+            .unwrap();
+        let prefix = format!("cmdstat_{command}:");
+        let Some(stats) = info.lines().find_map(|line| line.strip_prefix(&prefix)) else {
+            return 0;
+        };
+        let stat = |name: &str| -> u64 {
+            stats
+                .split(',')
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+                .map_or(0, |n| n.parse().unwrap())
+        };
+        stat("calls") - stat("failed_calls")
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
