@@ -88,11 +88,12 @@ set_meta_and(key, 6 + removed)
 redis.call('PEXPIREAT', key, ARGV[2])
 ";
 
-/// How [`CREATE`] and [`UPDATE`] end once they wrote: returning 1.
+/// How the write scripts end once they wrote: returning 1.
 const WROTE: &str = "return 1\n";
 
-/// The same for a caller whose connection tracks the keys it reads (a client-side cache):
-/// reading the key once more keeps it tracked, as a write ends the tracking of its key.
+/// How [`UPDATE`] ends for a caller whose connection tracks the keys it reads (a
+/// client-side cache): reading the key once more keeps it tracked, as a write ends the
+/// tracking of its key.
 const WROTE_TRACKED: &str = "return redis.call('EXISTS', key)\n";
 
 /// KEYS[1] a key found by SCAN; ARGV[1] now (ms). Removes it if it is a session hash whose
@@ -166,13 +167,9 @@ pub(crate) enum Caller {
     Tracking,
 }
 
-pub(crate) fn create(caller: Caller) -> &'static Script {
-    static PLAIN: OnceLock<Script> = OnceLock::new();
-    static TRACKING: OnceLock<Script> = OnceLock::new();
-    match caller {
-        Caller::Plain => PLAIN.get_or_init(|| writing(CREATE, WROTE)),
-        Caller::Tracking => TRACKING.get_or_init(|| writing(CREATE, WROTE_TRACKED)),
-    }
+pub(crate) fn create() -> &'static Script {
+    static SCRIPT: OnceLock<Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| writing(CREATE, WROTE))
 }
 
 pub(crate) fn update(caller: Caller) -> &'static Script {

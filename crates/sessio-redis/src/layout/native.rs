@@ -450,6 +450,10 @@ impl Route {
 }
 
 /// Stores a new session with the create script, unless a live one holds the key.
+///
+/// Not through the cache: most new sessions never come back (a first visit, a crawler),
+/// and tracking each would cost Redis for nothing. A session is cached from its first
+/// read.
 pub(crate) async fn create(
     store: &RedisStore,
     id: &SessionId,
@@ -457,8 +461,7 @@ pub(crate) async fn create(
 ) -> Result<CreateOutcome, StoreError> {
     let key = session_key(store.key_prefix(), id);
     let meta = &record.meta;
-    let mut route = Route::of(store);
-    let mut invocation = scripts::create(route.caller()).key(&key);
+    let mut invocation = scripts::create().key(&key);
     // A session whose expiry is at or before the new one's start is gone.
     push_meta(&mut invocation, meta);
     for (field, value) in expiry_pairs(meta).into_iter().flatten() {
@@ -467,25 +470,13 @@ pub(crate) async fn create(
     for (name, value) in &record.data {
         invocation.arg(data_field(name)).arg(value.to_string());
     }
-    let ticket = match &route {
-        Route::Cached(cache, _) => Some(cache.before_read(&key)),
-        Route::Plain(_) => None,
-    };
-    let created: i64 = route.invoke(store, &invocation).await?;
+    let mut conn = store.conn();
+    let created: i64 = store.bounded(invocation.invoke_async(&mut conn)).await?;
     if created != 1 {
         return Ok(CreateOutcome::IdTaken);
     }
-    match (&route, ticket) {
-        (Route::Cached(cache, _), Some(ticket)) => {
-            let stored = Record {
-                data: record.data.clone(),
-                meta: as_stored(meta),
-            };
-            cache.after_read(&key, ticket, &stored, meta.last_active);
-        }
-        // It may have replaced an expired session still cached.
-        _ => forget(store, &key),
-    }
+    // It may have replaced an expired session still cached.
+    forget(store, &key);
     Ok(CreateOutcome::Created)
 }
 
