@@ -264,11 +264,13 @@ impl Cache {
         let due = link
             .last_attempt
             .is_none_or(|last| last.elapsed() >= RECONNECT_PAUSE);
-        if !link.reconnecting && due {
+        // The connection's own driver needs a Tokio runtime too; without one, no attempt.
+        let runtime = tokio::runtime::Handle::try_current();
+        if let (false, true, Ok(runtime)) = (link.reconnecting, due, runtime) {
             link.reconnecting = true;
             link.last_attempt = Some(Instant::now());
             let cache = Arc::clone(self);
-            tokio::spawn(async move {
+            runtime.spawn(async move {
                 // A failure leaves reads uncached; the next one after the pause tries again.
                 let _ = Arc::clone(&cache).connect().await;
                 lock(&cache.link).reconnecting = false;

@@ -3,6 +3,7 @@
 //! ```text
 //! sessio-server --addr 127.0.0.1:3000 --store memory|sqlite://PATH|postgres://...|redis://...
 //!               [--max-sessions N]   (memory store only; default MemoryStore's own)
+//!               [--client-cache]     (Redis only: RedisStore::with_client_cache, defaults)
 //! ```
 //!
 //! `SessionLayer` defaults with a fixed secret. `GET /` counts the visit (the session changes
@@ -41,12 +42,14 @@ struct Args {
     addr: SocketAddr,
     store: String,
     max_sessions: Option<usize>,
+    client_cache: bool,
 }
 
 fn args() -> Args {
     let mut args = std::env::args().skip(1);
     let (mut addr, mut store) = ("127.0.0.1:3000".to_owned(), "memory".to_owned());
     let mut max_sessions = None;
+    let mut client_cache = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--addr" => addr = args.next().expect("--addr needs a value"),
@@ -55,9 +58,11 @@ fn args() -> Args {
                 let n = args.next().expect("--max-sessions needs a value");
                 max_sessions = Some(n.parse().expect("--max-sessions must be a whole number"));
             }
+            "--client-cache" => client_cache = true,
             other => panic!(
                 "unknown argument {other:?}; usage: sessio-server [--addr HOST:PORT] \
-                 [--store memory|sqlite://..|postgres://..|redis://..] [--max-sessions N]"
+                 [--store memory|sqlite://..|postgres://..|redis://..] [--max-sessions N] \
+                 [--client-cache]"
             ),
         }
     }
@@ -65,12 +70,14 @@ fn args() -> Args {
         addr: addr.parse().expect("--addr must be HOST:PORT"),
         store,
         max_sessions,
+        client_cache,
     }
 }
 
 type Error = Box<dyn std::error::Error>;
 
-async fn layer(url: &str, max_sessions: Option<usize>) -> Result<SessionLayer, Error> {
+async fn layer(args: &Args) -> Result<SessionLayer, Error> {
+    let (url, max_sessions) = (args.store.as_str(), args.max_sessions);
     let keys = KeyRing::new([SECRET])?;
     let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
     Ok(match scheme {
@@ -95,7 +102,15 @@ async fn layer(url: &str, max_sessions: Option<usize>) -> Result<SessionLayer, E
             store.migrate().await?;
             SessionLayer::new(store, keys)
         }
-        "redis" => SessionLayer::new(sessio_redis::RedisStore::connect_url(url).await?, keys),
+        "redis" => {
+            let mut store = sessio_redis::RedisStore::connect_url(url).await?;
+            if args.client_cache {
+                store = store
+                    .with_client_cache(sessio_redis::ClientCache::new())
+                    .await?;
+            }
+            SessionLayer::new(store, keys)
+        }
         other => return Err(format!("unknown store {other:?}").into()),
     })
 }
@@ -112,7 +127,7 @@ async fn main() -> Result<(), Error> {
     let app = Router::new()
         .route("/", get(page_views))
         .route("/peek", get(peek))
-        .layer(layer(&args.store, args.max_sessions).await?);
+        .layer(layer(&args).await?);
     if let Some(spec) = bench_drive::from_env() {
         return Ok(bench_drive::drive(app, spec).await?);
     }

@@ -494,7 +494,6 @@ pub(crate) async fn load(
     now: SystemTime,
 ) -> Result<Option<Record>, StoreError> {
     let key = session_key(store.key_prefix(), id);
-    let read = redis::cmd("HGETALL").arg(&key).clone();
     let decoded = |reply| decode(reply, now).map_err(|e| StoreError::Decode(Box::new(e)));
     if let Some(cache) = store.cache() {
         if let Some(record) = cache.get(&key, now) {
@@ -502,6 +501,8 @@ pub(crate) async fn load(
         }
         if let Some(mut conn) = cache.connection() {
             let ticket = cache.before_read(&key);
+            let mut read = redis::cmd("HGETALL");
+            read.arg(&key);
             let record = decoded(store.bounded(read.query_async(&mut conn)).await?)?;
             if let Some(record) = &record {
                 cache.after_read(&key, ticket, record, now);
@@ -510,6 +511,8 @@ pub(crate) async fn load(
         }
     }
     let mut conn = store.conn();
+    let mut read = redis::cmd("HGETALL");
+    read.arg(&key);
     decoded(store.bounded(read.query_async(&mut conn)).await?)
 }
 
