@@ -51,8 +51,9 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 /// destroys) reaches this one when Redis's invalidation does, usually well under a
 /// millisecond after the write; until then a request here may still read the old session.
 /// A user logging out through one instance may so be served as logged in by another for
-/// that long (never longer than the [max age](ClientCache::with_max_age)). When Redis
-/// cannot be told apart from a network fault, the cache empties itself.
+/// that long (never longer than the [max age](ClientCache::with_max_age)). When the
+/// connection to Redis drops, the cache empties itself, and reads go to Redis until a new
+/// connection tracks them again.
 ///
 /// Each cached session costs its data's size in this process's memory again, up to
 /// [`with_capacity`](Self::with_capacity) sessions.
