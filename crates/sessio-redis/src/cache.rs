@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 use indexmap::IndexMap;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, PushInfo, PushKind, RedisError, Value};
-use sessio::store::Record;
+use sessio::store::{Changes, Data, Meta, Record};
 
 use crate::conn::{CONNECTION_TIMEOUT, RESPONSE_TIMEOUT};
 
@@ -168,8 +168,8 @@ struct Shard {
 }
 
 struct Entry {
-    record: Record,
-    /// When Redis last vouched for `record`, by the caller's clock.
+    session: Cached,
+    /// When Redis last vouched for `session`, by the caller's clock.
     vouched_at: SystemTime,
     serial: u64,
     /// Writes of this process on this entry still in flight.
@@ -186,6 +186,68 @@ pub(crate) struct ReadTicket {
 pub(crate) struct WriteTicket {
     hash: u64,
     serial: Option<u64>,
+}
+
+/// A session as the cache keeps it: each data key with its value's JSON text, in key order.
+/// A fraction of the size of a [`Record`], whose map allocates a B-tree node of eleven
+/// slots even for one key; turned back into one on every hit, as a store reading Redis
+/// would.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Cached {
+    data: Vec<(Box<str>, Box<str>)>,
+    meta: Meta,
+}
+
+impl Cached {
+    fn of(record: &Record) -> Self {
+        // A map iterates in key order.
+        let data = record
+            .data
+            .iter()
+            .map(|(key, value)| (key.as_str().into(), value.to_string().into()))
+            .collect();
+        Self {
+            data,
+            meta: record.meta,
+        }
+    }
+
+    /// The record again; `None` if a value no longer parses (never, for text this cache
+    /// wrote itself).
+    fn record(&self) -> Option<Record> {
+        let mut data = Data::new();
+        for (key, value) in &self.data {
+            data.insert(key.as_ref().to_owned(), serde_json::from_str(value).ok()?);
+        }
+        Some(Record {
+            data,
+            meta: self.meta,
+        })
+    }
+
+    /// Does to the data what [`Changes::apply`] does to a record's.
+    pub(crate) fn apply(&mut self, changes: &Changes) {
+        if changes.clears_all() {
+            self.data.clear();
+        }
+        for (key, value) in changes.iter() {
+            let found = self.data.binary_search_by(|(k, _)| k.as_ref().cmp(key));
+            match (found, value) {
+                (Ok(at), Some(value)) => self.data[at].1 = value.to_string().into(),
+                (Err(at), Some(value)) => {
+                    self.data.insert(at, (key.into(), value.to_string().into()))
+                }
+                (Ok(at), None) => {
+                    self.data.remove(at);
+                }
+                (Err(_), None) => {}
+            }
+        }
+    }
+
+    pub(crate) fn set_meta(&mut self, meta: Meta) {
+        self.meta = meta;
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -297,8 +359,10 @@ impl Cache {
         let mut shard = lock(shard);
         let entry = shard.entries.get(key)?;
         let age = now.duration_since(entry.vouched_at).unwrap_or_default();
-        if age < self.config.max_age && entry.record.meta.expires_at > now {
-            return Some(entry.record.clone());
+        if age < self.config.max_age && entry.session.meta.expires_at > now {
+            if let Some(record) = entry.session.record() {
+                return Some(record);
+            }
         }
         // Writes in flight on it find it gone, and cache nothing.
         shard.entries.swap_remove(key);
@@ -332,7 +396,7 @@ impl Cache {
         let serial = shard.next_serial;
         shard.next_serial += 1;
         let entry = Entry {
-            record: record.clone(),
+            session: Cached::of(record),
             vouched_at: now,
             serial,
             writes: 0,
@@ -365,7 +429,7 @@ impl Cache {
         &self,
         key: &str,
         ticket: WriteTicket,
-        applied: Option<impl FnOnce(&mut Record)>,
+        applied: Option<impl FnOnce(&mut Cached)>,
         now: SystemTime,
     ) {
         let (shard, stripe) = self.place(ticket.hash);
@@ -376,7 +440,7 @@ impl Cache {
                 entry.writes -= 1;
                 match applied {
                     Some(apply) if entry.writes == 0 => {
-                        apply(&mut entry.record);
+                        apply(&mut entry.session);
                         entry.vouched_at = now;
                         true
                     }
@@ -457,7 +521,8 @@ fn on_push(cache: &Weak<Cache>, serial: u64, push: PushInfo) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sessio::store::{Data, Meta};
+    use proptest::prelude::*;
+    use serde_json::json;
 
     const NOW: Duration = Duration::from_secs(1_700_000_000);
 
@@ -513,9 +578,11 @@ mod tests {
         cache.after_read(key, ticket, &record(views), at(0));
     }
 
-    fn set_views(views: u64) -> Option<impl FnOnce(&mut Record)> {
-        Some(move |record: &mut Record| {
-            record.data.insert("views".into(), views.into());
+    fn set_views(views: u64) -> Option<impl FnOnce(&mut Cached)> {
+        Some(move |session: &mut Cached| {
+            let mut changes = Changes::default();
+            changes.set("views", views.into());
+            session.apply(&changes);
         })
     }
 
@@ -595,7 +662,7 @@ mod tests {
         filled(&cache, "k", 1);
         let read = cache.before_read("k");
         let ticket = cache.before_write("k");
-        cache.after_write("k", ticket, None::<fn(&mut Record)>, at(1));
+        cache.after_write("k", ticket, None::<fn(&mut Cached)>, at(1));
         assert!(cache.get("k", at(1)).is_none());
         cache.after_read("k", read, &record(1), at(1));
         assert!(cache.get("k", at(1)).is_none());
@@ -648,5 +715,49 @@ mod tests {
         }
         assert!(cache.len() <= SHARDS);
         assert!(cache.len() > 0);
+    }
+
+    fn value() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
+            ".{0,8}".prop_map(|s| json!(s)),
+            Just(json!([1, {"a": null}])),
+        ]
+    }
+
+    proptest! {
+        /// A cached session changed in place reads back as the record changed the store
+        /// API's way.
+        #[test]
+        fn cached_changes_match_records(
+            start in proptest::collection::btree_map("[a-d]{1,2}", value(), 0..6),
+            steps in proptest::collection::vec(
+                (any::<bool>(), proptest::collection::vec(("[a-d]{1,2}", proptest::option::of(value())), 0..6)),
+                0..5,
+            ),
+        ) {
+            let mut record = record(0);
+            record.data = start.into_iter().collect();
+            let mut cached = Cached::of(&record);
+            prop_assert_eq!(cached.record(), Some(record.clone()));
+            for (clear, changed) in steps {
+                let mut changes = Changes::default();
+                if clear {
+                    changes.clear();
+                }
+                for (key, value) in changed {
+                    match value {
+                        Some(value) => changes.set(key, value),
+                        None => changes.remove(key),
+                    }
+                }
+                changes.apply(&mut record.data);
+                cached.apply(&changes);
+                prop_assert_eq!(cached.record(), Some(record.clone()));
+            }
+        }
     }
 }

@@ -32,7 +32,7 @@ use sessio::store::{
 use sessio::{Expiry, SessionId};
 use tokio::task::JoinSet;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, Cached};
 use crate::conn::Conn;
 use crate::error::MigrateError;
 use crate::layout::layout_key;
@@ -556,12 +556,12 @@ pub(crate) async fn write(
     let cache = Arc::clone(cache);
     let ticket = cache.before_write(&key);
     let outcome = write_outcome(route.invoke(store, &invocation).await);
-    // What the script did to the hash, done to the cached record.
-    let apply = |record: &mut Record| {
+    // What the script did to the hash, done to the cached session.
+    let apply = |session: &mut Cached| {
         if let Some(changes) = changes {
-            changes.apply(&mut record.data);
+            session.apply(changes);
         }
-        record.meta = as_stored(meta);
+        session.set_meta(as_stored(meta));
     };
     let applied = matches!(outcome, Ok(WriteOutcome::Applied)).then_some(apply);
     cache.after_write(&key, ticket, applied, meta.last_active);
