@@ -259,6 +259,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Cache {
     /// A cache over `client` (a RESP3 client), with its tracking connection open.
     pub(crate) async fn open(config: ClientCache, client: Client) -> Result<Arc<Self>, RedisError> {
+        let cache = Arc::new(Self::new(config, client));
+        {
+            let mut link = lock(&cache.link);
+            link.reconnecting = true;
+            link.last_attempt = Some(Instant::now());
+        }
+        let opened = Arc::clone(&cache).connect().await;
+        lock(&cache.link).reconnecting = false;
+        opened?;
+        Ok(cache)
+    }
+
+    /// An empty cache without a connection.
+    fn new(config: ClientCache, client: Client) -> Self {
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(Shard {
@@ -269,7 +283,7 @@ impl Cache {
                 })
             })
             .collect();
-        let cache = Arc::new(Self {
+        Self {
             config,
             client,
             hasher: RandomState::new(),
@@ -277,14 +291,10 @@ impl Cache {
             link: Mutex::new(Link {
                 conn: None,
                 serial: 0,
-                reconnecting: true,
-                last_attempt: Some(Instant::now()),
+                reconnecting: false,
+                last_attempt: None,
             }),
-        });
-        let opened = Arc::clone(&cache).connect().await;
-        lock(&cache.link).reconnecting = false;
-        opened?;
-        Ok(cache)
+        }
     }
 
     pub(crate) fn config(&self) -> &ClientCache {
@@ -551,27 +561,7 @@ mod tests {
 
     /// A cache with no connection: these tests drive its bookkeeping directly.
     fn cache(config: ClientCache) -> Cache {
-        Cache {
-            config,
-            client: Client::open("redis://127.0.0.1:1").unwrap(),
-            hasher: RandomState::new(),
-            shards: (0..SHARDS)
-                .map(|_| {
-                    Mutex::new(Shard {
-                        entries: IndexMap::new(),
-                        stripes: [0; STRIPES],
-                        next_serial: 0,
-                        hand: 0,
-                    })
-                })
-                .collect(),
-            link: Mutex::new(Link {
-                conn: None,
-                serial: 1,
-                reconnecting: false,
-                last_attempt: None,
-            }),
-        }
+        Cache::new(config, Client::open("redis://127.0.0.1:1").unwrap())
     }
 
     fn filled(cache: &Cache, key: &str, views: u64) {
@@ -681,19 +671,19 @@ mod tests {
         };
         on_push(
             &weak,
-            1,
+            0,
             invalidate(vec![Value::Array(vec![Value::BulkString(b"a".to_vec())])]),
         );
         assert!(cache.get("a", at(0)).is_none());
         assert!(cache.get("b", at(0)).is_some());
-        on_push(&weak, 1, invalidate(vec![Value::Nil]));
+        on_push(&weak, 0, invalidate(vec![Value::Nil]));
         assert_eq!(cache.len(), 0);
 
         filled(&cache, "a", 1);
         let read = cache.before_read("b");
         on_push(
             &weak,
-            1,
+            0,
             PushInfo {
                 kind: PushKind::Disconnection,
                 data: vec![],
