@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::Router;
 use http_body_util::BodyExt;
 use sessio::{KeyRing, Session, SessionError, SessionLayer};
-use sessio_redis::RedisStore;
+use sessio_redis::{ClientCache, RedisStore};
 use tower::ServiceExt;
 
 use common::PrivateRedis;
@@ -75,6 +75,17 @@ async fn visit(app: &Router, cookie: Option<&str>) -> Reply {
 
 #[tokio::test]
 async fn redis_killed_and_restarted() {
+    killed_and_restarted(None).await;
+}
+
+/// The same with the client cache, which must not serve what it held while Redis was gone
+/// (every request still answers 503: the write cannot be made) and comes back with it.
+#[tokio::test]
+async fn redis_killed_and_restarted_under_a_cached_store() {
+    killed_and_restarted(Some(ClientCache::new())).await;
+}
+
+async fn killed_and_restarted(cache: Option<ClientCache>) {
     let Some(mut server) = PrivateRedis::start_or_skip() else {
         return;
     };
@@ -83,6 +94,10 @@ async fn redis_killed_and_restarted() {
         .await
         .unwrap()
         .with_timeout(STORE_TIMEOUT);
+    let store = match cache {
+        Some(cache) => store.with_client_cache(cache).await.unwrap(),
+        None => store,
+    };
     let keys = KeyRing::new(["a restart-test secret, 32 bytes or more"]).unwrap();
     let app = Router::new()
         .route("/", get(page_views))
