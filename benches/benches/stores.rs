@@ -8,7 +8,7 @@ use serde_json::json;
 use sessio::store::{Changes, Meta, Record};
 use sessio::{IdGenerator, MemoryStore, RandomIdGenerator, SessionStore};
 use sessio_postgres::PostgresStore;
-use sessio_redis::RedisStore;
+use sessio_redis::{ClientCache, RedisStore};
 use sessio_sqlite::SqliteStore;
 
 fn record() -> Record {
@@ -120,7 +120,9 @@ fn stores(c: &mut Criterion) {
                     .with_key_prefix("sessio-bench:")
                     .unwrap()
             });
-            bench_store(c, &runtime, "redis", store);
+            bench_store(c, &runtime, "redis", store.clone());
+            let cached = runtime.block_on(store.with_client_cache(ClientCache::new()));
+            bench_store(c, &runtime, "redis-client-cache", cached.unwrap());
         }
         Err(_) => eprintln!("SKIPPED: SESSIO_TEST_REDIS_URL is not set"),
     }
