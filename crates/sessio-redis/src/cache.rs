@@ -44,7 +44,9 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 /// tells the cache when another client changes a session it holds (RESP3 key tracking).
 ///
 /// Enable it with [`RedisStore::with_client_cache`](crate::RedisStore::with_client_cache),
-/// on a single Redis server (6.0 or later) with the default layout.
+/// on a single Redis server (6.0 or later). In the
+/// [`ConnectRedis`](crate::Layout::ConnectRedis) layout it caches reads only: a write drops
+/// the session until it is read again.
 ///
 /// **What it trades.** Within this process the cache is exact: what a request reads
 /// includes every write this process made before. What *another* instance writes (or

@@ -32,8 +32,7 @@ pub enum ConnectError {
     #[error("Redis did not answer within {0:?} while connecting")]
     Timeout(Duration),
     /// [`RedisStore::with_client_cache`](crate::RedisStore::with_client_cache) was asked of
-    /// a store it does not serve: one on a Redis Cluster, or in the
-    /// [`ConnectRedis`](crate::Layout::ConnectRedis) layout.
+    /// a store it does not serve: one on a Redis Cluster.
     #[error("a client-side cache is not available for {0}")]
     CacheUnsupported(&'static str),
 }

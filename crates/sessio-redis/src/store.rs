@@ -228,26 +228,24 @@ impl RedisStore {
     pub fn with_layout(mut self, layout: Layout) -> Self {
         self.layout = layout;
         self.prefix = Arc::from(layout.default_key_prefix());
-        if layout != Layout::Native {
-            self.cache = None;
-        }
         self
     }
 
     /// Keeps the sessions this store reads and writes in this process as well, so that a
-    /// returning visitor's session is read without a round trip to Redis, and a changed
-    /// one is written with one. Redis keeps the cache fresh: it tells this store's own
-    /// connection (RESP3, `CLIENT TRACKING`) whenever another client changes or removes a
-    /// session the cache holds. Opens that connection; on a single server (Redis 6.0 or
-    /// later) in the [`Native`](Layout::Native) layout only. Read [`ClientCache`] for what
+    /// returning visitor's session is read without a round trip to Redis. Redis keeps the
+    /// cache fresh: it tells this store's own connection (RESP3, `CLIENT TRACKING`)
+    /// whenever another client changes or removes a session the cache holds. Opens that
+    /// connection; on a single server (Redis 6.0 or later). Read [`ClientCache`] for what
     /// it trades: another instance's writes reach this one's cache when Redis's
     /// invalidation does, not at once.
     ///
-    /// Call it last: [`with_layout`](Self::with_layout) to another layout drops the cache.
+    /// In the [`Native`](Layout::Native) layout a changed session is then written with one
+    /// round trip and stays cached. In the [`ConnectRedis`](Layout::ConnectRedis) layout
+    /// reads are cached, and a write (a compare-and-set that reads the stored value first)
+    /// drops the session from the cache until it is read again.
     ///
     /// # Errors
-    /// [`ConnectError::CacheUnsupported`] on a Redis Cluster or in the connect-redis layout;
-    /// the errors of [`connect`](Self::connect) when the connection cannot be opened (or
+    /// [`ConnectError::CacheUnsupported`] on a Redis Cluster; the errors of [`connect`](Self::connect) when the connection cannot be opened (or
     /// Redis does not speak RESP3).
     ///
     /// ```no_run
@@ -267,9 +265,6 @@ impl RedisStore {
         let Some(client) = &self.client else {
             return Err(ConnectError::CacheUnsupported("a Redis Cluster"));
         };
-        if self.layout != Layout::Native {
-            return Err(ConnectError::CacheUnsupported("the connect-redis layout"));
-        }
         let info = client.get_connection_info().clone();
         let settings = info
             .redis_settings()
@@ -293,6 +288,14 @@ impl RedisStore {
     /// The running cache, if any.
     pub(crate) fn cache(&self) -> Option<&Arc<Cache>> {
         self.cache.as_ref()
+    }
+
+    /// Drops the session under `key` from the cache, if there is one (it was written or
+    /// removed without the cache keeping up).
+    pub(crate) fn forget_cached(&self, key: &str) {
+        if let Some(cache) = &self.cache {
+            cache.forget(key.as_bytes());
+        }
     }
 
     /// The layout of this store's sessions.

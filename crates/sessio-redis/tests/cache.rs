@@ -314,38 +314,63 @@ async fn a_dropped_connection_empties_the_cache() {
 }
 
 #[tokio::test]
-async fn the_cache_needs_one_server_and_the_native_layout() {
-    if let Some(Target::Single(url)) = Target::single() {
-        let connect_redis = RedisStore::connect(&url)
+async fn the_cache_needs_one_server() {
+    let Some(Target::Cluster(urls)) = Target::cluster() else {
+        return;
+    };
+    let cluster = RedisStore::connect_cluster(&urls)
+        .await
+        .unwrap()
+        .with_client_cache(ClientCache::new())
+        .await;
+    match cluster {
+        Err(error @ ConnectError::CacheUnsupported(_)) => {
+            assert!(error.to_string().contains("Cluster"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// In the connect-redis layout reads are cached; a write drops the entry until the next
+/// read; another client's writes reach the cache.
+#[tokio::test]
+async fn the_connect_redis_layout_caches_reads() {
+    let Some(server) = PrivateRedis::start_or_skip() else {
+        return;
+    };
+    let connect = || async {
+        RedisStore::connect(&server.url())
             .await
             .unwrap()
             .with_layout(Layout::ConnectRedis)
-            .with_client_cache(ClientCache::new())
-            .await;
-        assert!(matches!(
-            connect_redis,
-            Err(ConnectError::CacheUnsupported(_))
-        ));
-        let dropped = RedisStore::connect(&url)
-            .await
-            .unwrap()
-            .with_client_cache(ClientCache::new())
-            .await
-            .unwrap()
-            .with_layout(Layout::ConnectRedis);
-        assert!(dropped.client_cache().is_none());
+    };
+    let long = ClientCache::new().with_max_age(Duration::from_secs(3600));
+    let cached = connect().await.with_client_cache(long).await.unwrap();
+    let other = connect().await;
+    let id = SessionId::from("a node session id");
+    let t0 = now();
+    assert_eq!(
+        cached.create(&id, &record(t0, 1)).await.unwrap(),
+        CreateOutcome::Created
+    );
+    let reads = server.calls("get");
+    for _ in 0..3 {
+        assert_eq!(views(&cached.load(&id, t0).await.unwrap()), Some(1));
     }
-    if let Some(Target::Cluster(urls)) = Target::cluster() {
-        let cluster = RedisStore::connect_cluster(&urls)
-            .await
-            .unwrap()
-            .with_client_cache(ClientCache::new())
-            .await;
-        match cluster {
-            Err(error @ ConnectError::CacheUnsupported(_)) => {
-                assert!(error.to_string().contains("Cluster"), "{error}");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
+    assert_eq!(server.calls("get"), reads + 1, "read once, then cached");
+
+    let mut changes = sessio::store::Changes::default();
+    changes.set("views", json!(2));
+    let meta = record(t0, 0).meta;
+    cached.update(&id, &changes, &meta).await.unwrap();
+    assert_eq!(views(&cached.load(&id, t0).await.unwrap()), Some(2));
+
+    changes.set("views", json!(3));
+    other.update(&id, &changes, &meta).await.unwrap();
+    load_until(&cached, &id, "another client's update", |r| {
+        views(r) == Some(3)
+    })
+    .await;
+    other.delete(&id).await.unwrap();
+    load_until(&cached, &id, "another client's delete", Option::is_none).await;
 }

@@ -19,6 +19,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use redis::aio::ConnectionLike;
 use redis::Value;
 use sessio::express;
 use sessio::store::{
@@ -170,6 +171,15 @@ fn cookie_expires(value: &[u8]) -> Option<SystemTime> {
 
 /// GET and PTTL of `key` in one round trip; `None` when it does not exist.
 async fn read(store: &RedisStore, key: &str) -> Result<Option<Stored>, StoreError> {
+    read_on(store, &mut store.conn(), key).await
+}
+
+/// [`read`] over `conn`.
+async fn read_on(
+    store: &RedisStore,
+    conn: &mut (impl ConnectionLike + Send),
+    key: &str,
+) -> Result<Option<Stored>, StoreError> {
     let mut pipe = redis::pipe();
     pipe.cmd("GET")
         .arg(key)
@@ -177,9 +187,8 @@ async fn read(store: &RedisStore, key: &str) -> Result<Option<Stored>, StoreErro
         .arg(key)
         .cmd("PEXPIRETIME")
         .arg(key);
-    let mut conn = store.conn();
     let (value, pttl, expire_time): (Option<Vec<u8>>, i64, i64) =
-        store.bounded(pipe.query_async(&mut conn)).await?;
+        store.bounded(pipe.query_async(conn)).await?;
     Ok(value.map(|value| Stored {
         value,
         pttl,
@@ -245,7 +254,10 @@ pub(crate) async fn create(
         .await?;
     Ok(match reply {
         Value::Nil => CreateOutcome::IdTaken,
-        _ => CreateOutcome::Created,
+        _ => {
+            store.forget_cached(&key);
+            CreateOutcome::Created
+        }
     })
 }
 
@@ -256,11 +268,33 @@ pub(crate) async fn load(
     now: SystemTime,
 ) -> Result<Option<Record>, StoreError> {
     let key = session_key(store.key_prefix(), id);
-    let Some(stored) = read(store, &key).await? else {
+    let cache = store.cache();
+    if let Some(record) = cache.and_then(|cache| cache.get(&key, now)) {
+        return Ok(Some(record));
+    }
+    // Read over the cache's connection, so that Redis tracks the key for it.
+    let tracked = cache.and_then(|cache| Some((cache, cache.connection()?)));
+    let (stored, cached) = match tracked {
+        Some((cache, mut conn)) => {
+            let ticket = cache.before_read(&key);
+            (
+                read_on(store, &mut conn, &key).await?,
+                Some((cache, ticket)),
+            )
+        }
+        None => (read(store, &key).await?, None),
+    };
+    let Some(stored) = stored else {
         return Ok(None);
     };
     let record = stored.record(now)?;
-    Ok((record.meta.expires_at > now).then_some(record))
+    if record.meta.expires_at <= now {
+        return Ok(None);
+    }
+    if let Some((cache, ticket)) = cached {
+        cache.after_read(&key, ticket, &record, now);
+    }
+    Ok(Some(record))
 }
 
 /// `update` (with its changes) and `touch` (with none): merges the changes and the new
@@ -277,7 +311,10 @@ pub(crate) async fn write(
     let now = meta.last_active;
     let ttl = ttl_secs(meta.expires_at, now);
     let script = scripts::replace_if_unchanged();
-    with_timeout(store.timeout(), async {
+    // The cache (if any) learns the new value from its next read: the write reads the
+    // stored value itself, and Redis tells the cache about it too.
+    store.forget_cached(&key);
+    let outcome = with_timeout(store.timeout(), async {
         let Some(mut stored) = read(store, &key).await? else {
             return Ok(WriteOutcome::NotFound);
         };
@@ -307,17 +344,22 @@ pub(crate) async fn write(
             attempts: MAX_ATTEMPTS,
         })))
     })
-    .await
+    .await;
+    // Also after: a read that began before the write caches nothing.
+    store.forget_cached(&key);
+    outcome
 }
 
 /// `DEL`.
 pub(crate) async fn delete(store: &RedisStore, id: &SessionId) -> Result<(), StoreError> {
     let key = session_key(store.key_prefix(), id);
+    store.forget_cached(&key);
     let mut conn = store.conn();
-    let _removed: i64 = store
+    let removed: Result<i64, _> = store
         .bounded(redis::cmd("DEL").arg(&key).query_async(&mut conn))
-        .await?;
-    Ok(())
+        .await;
+    store.forget_cached(&key);
+    removed.map(drop)
 }
 
 /// Scans the prefix on every primary, reads each batch's values in one round trip, and

@@ -476,15 +476,8 @@ pub(crate) async fn create(
         return Ok(CreateOutcome::IdTaken);
     }
     // It may have replaced an expired session still cached.
-    forget(store, &key);
+    store.forget_cached(&key);
     Ok(CreateOutcome::Created)
-}
-
-/// Drops `key` from the store's cache, if it has one.
-fn forget(store: &RedisStore, key: &str) {
-    if let Some(cache) = store.cache() {
-        cache.forget(key.as_bytes());
-    }
 }
 
 /// Reads a session's hash.
@@ -548,9 +541,9 @@ pub(crate) async fn write(
         invocation.arg(field).arg(value);
     }
     let Route::Cached(cache, _) = &route else {
-        forget(store, &key);
+        store.forget_cached(&key);
         let outcome = write_outcome(route.invoke(store, &invocation).await);
-        forget(store, &key);
+        store.forget_cached(&key);
         return outcome;
     };
     let cache = Arc::clone(cache);
@@ -579,13 +572,13 @@ fn write_outcome(reply: Result<i64, StoreError>) -> Result<WriteOutcome, StoreEr
 /// Removes a session's hash.
 pub(crate) async fn delete(store: &RedisStore, id: &SessionId) -> Result<(), StoreError> {
     let key = session_key(store.key_prefix(), id);
-    forget(store, &key);
+    store.forget_cached(&key);
     let mut conn = store.conn();
     let removed: Result<i64, _> = store
         .bounded(redis::cmd("UNLINK").arg(&key).query_async(&mut conn))
         .await;
     // Also after: a read that began before the removal caches nothing.
-    forget(store, &key);
+    store.forget_cached(&key);
     removed.map(drop)
 }
 
