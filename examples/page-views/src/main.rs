@@ -6,7 +6,8 @@
 //!
 //! `--store` takes `memory`, `sqlite://PATH` (the default: `sqlite://page-views.db`, so the
 //! count survives a restart), `postgres://...`, `redis://...` or
-//! `redis+cluster://HOST:PORT,HOST:PORT,...`.
+//! `redis+cluster://HOST:PORT,HOST:PORT,...`. With one Redis server, `--client-cache` keeps the
+//! sessions read in the process too (`RedisStore::with_client_cache`).
 //!
 //! The secret comes from `SESSIO_SECRET` (a comma-separated list rotates: the first signs,
 //! all verify); without it a fixed development secret is used, with a warning.
@@ -20,7 +21,7 @@ use sessio::{
     Compatibility, ExpiredCleanup, KeyRing, MemoryStore, SessionLayer, SessionStore, SystemClock,
 };
 use sessio_postgres::{Layout as PostgresLayout, PostgresStore};
-use sessio_redis::{Layout as RedisLayout, RedisStore};
+use sessio_redis::{ClientCache, Layout as RedisLayout, RedisStore};
 use sessio_sqlite::SqliteStore;
 
 /// Development only: anyone who reads this can forge sessions.
@@ -44,6 +45,10 @@ struct Args {
     /// with postgres://, connect-pg-simple's `session` table).
     #[arg(long, value_enum)]
     compat: Option<Compat>,
+    /// With redis://: keep the sessions read in this process too, kept fresh by Redis
+    /// (client-side caching); returning visitors are then served without a round trip.
+    #[arg(long)]
+    client_cache: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -76,12 +81,25 @@ fn swept<S: SessionStore + Clone>(
 
 type Error = Box<dyn std::error::Error>;
 
+/// `store` with a client-side cache if `wanted`.
+async fn cached(store: RedisStore, wanted: bool) -> Result<RedisStore, Error> {
+    Ok(if wanted {
+        store.with_client_cache(ClientCache::new()).await?
+    } else {
+        store
+    })
+}
+
 async fn sessions(
     url: &str,
     keys: KeyRing,
     compat: Option<Compat>,
+    client_cache: bool,
 ) -> Result<(SessionLayer, Option<ExpiredCleanup>), Error> {
     let scheme = url.split_once("://").map_or(url, |(scheme, _)| scheme);
+    if client_cache && !matches!(scheme, "redis" | "rediss") {
+        return Err("--client-cache needs one Redis server: redis://... or rediss://...".into());
+    }
     let (layer, cleanup) = match (scheme, compat) {
         ("postgres" | "postgresql", Some(Compat::Express)) => {
             let store = PostgresStore::connect(url)
@@ -94,6 +112,7 @@ async fn sessions(
             let store = RedisStore::connect_url(url)
                 .await?
                 .with_layout(RedisLayout::ConnectRedis);
+            let store = cached(store, client_cache).await?;
             store.migrate().await?;
             (SessionLayer::new(store, keys), None)
         }
@@ -112,7 +131,7 @@ async fn sessions(
             swept(store, keys)
         }
         ("redis" | "rediss" | "redis+cluster", None) => {
-            let store = RedisStore::connect_url(url).await?;
+            let store = cached(RedisStore::connect_url(url).await?, client_cache).await?;
             store.migrate().await?;
             // Redis expires sessions by itself.
             (SessionLayer::new(store, keys), None)
@@ -145,7 +164,7 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), Error> {
     let keys = key_ring().map_err(|e| format!("SESSIO_SECRET: {e}"))?;
-    let (layer, _cleanup) = sessions(&args.store, keys, args.compat)
+    let (layer, _cleanup) = sessions(&args.store, keys, args.compat, args.client_cache)
         .await
         // Not the URL itself: it may carry a password.
         .map_err(|e| format!("session store: {e}"))?;

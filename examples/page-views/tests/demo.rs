@@ -162,6 +162,36 @@ fn two_instances_share_a_redis_store() {
     }
 }
 
+/// One instance with a client-side cache counts as any other; the cache is not for a
+/// cluster, nor for other stores.
+#[test]
+fn counts_visits_with_a_redis_client_cache() {
+    if let Some(url) = service_url("SESSIO_TEST_REDIS_URL") {
+        let demo = start(&["--store", &url, "--client-cache"]);
+        let cookie = visit(&demo, None).1.unwrap();
+        for n in 2..=4 {
+            assert_eq!(visit(&demo, Some(&cookie)).0, views(n));
+        }
+        assert_eq!(visit(&demo, None).0, views(1));
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_page-views"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--store",
+            "memory",
+            "--client-cache",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--client-cache needs one Redis server"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn two_instances_share_a_redis_cluster() {
     if let Some(urls) = service_url("SESSIO_TEST_REDIS_CLUSTER_URLS") {
