@@ -27,7 +27,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use indexmap::IndexMap;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, PushInfo, PushKind, RedisError, Value};
+use redis::{AsyncConnectionConfig, Client, PushInfo, PushKind, RedisError};
+use serde_json::Value;
 use sessio::store::{Changes, Data, Meta, Record};
 
 use crate::conn::{CONNECTION_TIMEOUT, RESPONSE_TIMEOUT};
@@ -203,16 +204,17 @@ pub(crate) struct Cached {
 
 impl Cached {
     fn of(record: &Record) -> Self {
-        // A map iterates in key order.
-        let data = record
-            .data
-            .iter()
+        Self::of_entries(record.data.iter(), record.meta)
+    }
+
+    fn of_entries<'a>(entries: impl Iterator<Item = (&'a String, &'a Value)>, meta: Meta) -> Self {
+        let mut data: Vec<(Box<str>, Box<str>)> = entries
             .map(|(key, value)| (key.as_str().into(), value.to_string().into()))
             .collect();
-        Self {
-            data,
-            meta: record.meta,
-        }
+        // Key order, which a map gives unless serde_json's `preserve_order` feature is on
+        // anywhere in the build (then it is insertion order).
+        data.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        Self { data, meta }
     }
 
     /// The record again; `None` if a value no longer parses (never, for text this cache
@@ -516,9 +518,9 @@ fn on_push(cache: &Weak<Cache>, serial: u64, push: PushInfo) {
     };
     match push.kind {
         PushKind::Invalidate => match push.data.first() {
-            Some(Value::Array(keys)) => {
+            Some(redis::Value::Array(keys)) => {
                 for key in keys {
-                    if let Value::BulkString(key) = key {
+                    if let redis::Value::BulkString(key) = key {
                         cache.forget(key);
                     }
                 }
@@ -674,11 +676,13 @@ mod tests {
         on_push(
             &weak,
             0,
-            invalidate(vec![Value::Array(vec![Value::BulkString(b"a".to_vec())])]),
+            invalidate(vec![redis::Value::Array(vec![redis::Value::BulkString(
+                b"a".to_vec(),
+            )])]),
         );
         assert!(cache.get("a", at(0)).is_none());
         assert!(cache.get("b", at(0)).is_some());
-        on_push(&weak, 0, invalidate(vec![Value::Nil]));
+        on_push(&weak, 0, invalidate(vec![redis::Value::Nil]));
         assert_eq!(cache.len(), 0);
 
         filled(&cache, "a", 1);
@@ -722,6 +726,28 @@ mod tests {
     }
 
     proptest! {
+        /// What a map in insertion order (serde_json's `preserve_order`) would hand over.
+        #[test]
+        fn a_cached_session_does_not_depend_on_the_maps_order(
+            start in proptest::collection::btree_map("[a-d]{1,2}", value(), 0..6),
+            changed in proptest::collection::vec(("[a-d]{1,2}", proptest::option::of(value())), 0..6),
+        ) {
+            let mut record = record(0);
+            record.data = start.into_iter().collect();
+            let mut reversed = Cached::of_entries(record.data.iter().rev(), record.meta);
+            prop_assert_eq!(&reversed, &Cached::of(&record));
+            let mut changes = Changes::default();
+            for (key, value) in changed {
+                match value {
+                    Some(value) => changes.set(key, value),
+                    None => changes.remove(key),
+                }
+            }
+            changes.apply(&mut record.data);
+            reversed.apply(&changes);
+            prop_assert_eq!(reversed.record(), Some(record));
+        }
+
         /// A cached session changed in place reads back as the record changed the store
         /// API's way.
         #[test]

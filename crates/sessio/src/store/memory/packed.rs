@@ -10,11 +10,34 @@ use crate::store::{Changes, Data, StoreError};
 
 /// Packs `data`.
 pub(super) fn pack(data: &Data) -> Result<Box<[u8]>, StoreError> {
+    pack_entries(data.iter().map(|(key, value)| (key.as_str(), value)))
+}
+
+/// Packs `entries` in key order, whatever order they come in: a [`Data`] map iterates in
+/// insertion order, not key order, when any crate in the build turns on serde_json's
+/// `preserve_order` feature.
+fn pack_entries<'a, I>(entries: I) -> Result<Box<[u8]>, StoreError>
+where
+    I: Iterator<Item = (&'a str, &'a Value)> + Clone,
+{
     // Room for the keys, the lengths and short values, so that packing rarely reallocates.
-    let room = data.keys().map(|key| key.len() + 8 + 16).sum();
+    let (mut room, mut in_order, mut previous) = (0, true, None);
+    for (key, _) in entries.clone() {
+        room += key.len() + 8 + 16;
+        in_order &= previous < Some(key);
+        previous = Some(key);
+    }
     let mut out = Vec::with_capacity(room);
-    for (key, value) in data {
-        push(&mut out, key, value)?;
+    if in_order {
+        for (key, value) in entries {
+            push(&mut out, key, value)?;
+        }
+    } else {
+        let mut sorted: Vec<_> = entries.collect();
+        sorted.sort_unstable_by_key(|&(key, _)| key);
+        for (key, value) in sorted {
+            push(&mut out, key, value)?;
+        }
     }
     Ok(out.into_boxed_slice())
 }
@@ -196,6 +219,13 @@ mod tests {
             prop_assert_eq!(unpack(&merged).unwrap(), expected.clone());
             // The same bytes as packing the result: keys stay in order, none twice.
             prop_assert_eq!(merged, pack(&expected).unwrap());
+        }
+
+        /// What a map in insertion order (serde_json's `preserve_order`) would hand over.
+        #[test]
+        fn packing_does_not_depend_on_the_maps_order(data in data()) {
+            let reversed = data.iter().rev().map(|(key, value)| (key.as_str(), value));
+            prop_assert_eq!(pack_entries(reversed).unwrap(), pack(&data).unwrap());
         }
 
         #[test]
