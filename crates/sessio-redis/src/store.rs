@@ -6,7 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use redis::{ErrorKind, Pipeline, ProtocolVersion, RedisError, Script, ServerErrorKind, Value};
+use redis::aio::ConnectionLike;
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, ProtocolVersion, RedisError, Script, ServerErrorKind,
+    Value,
+};
 use sessio::store::{
     with_timeout, Changes, CreateOutcome, Meta, Record, SessionStore, StoreError, WriteOutcome,
 };
@@ -356,6 +360,27 @@ impl RedisStore {
         let mut conn = self.conn();
         self.bounded(script.load_async(&mut conn)).await?;
         Ok(())
+    }
+
+    /// Runs `eval`, an `EVALSHA` of `script`, over `conn`, loading the script again if Redis
+    /// lost it (it restarted, or its scripts were flushed).
+    pub(crate) async fn eval<T, C>(
+        &self,
+        conn: &mut C,
+        script: &Script,
+        eval: &Cmd,
+    ) -> Result<T, StoreError>
+    where
+        T: FromRedisValue,
+        C: ConnectionLike + Send,
+    {
+        match self.bounded(eval.query_async(conn)).await {
+            Err(StoreError::Backend(e)) if is_noscript(e.as_ref()) => {
+                self.bounded(script.load_async(conn)).await?;
+                self.bounded(eval.query_async(conn)).await
+            }
+            other => other,
+        }
     }
 
     /// Runs `pipeline`, EVALSHAs of `script` on keys held by `node`, loading the script

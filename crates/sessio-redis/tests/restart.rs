@@ -160,3 +160,57 @@ async fn killed_and_restarted(cache: Option<ClientCache>) {
     assert_eq!((reply.status, reply.body.as_str()), (StatusCode::OK, "5"));
     // The server (and its files) go with `server`, also when an assertion failed above.
 }
+
+/// Redis forgets its scripts (`SCRIPT FLUSH`, as after a restart or a failover): the next
+/// write loads its script again and goes through, with and without the client cache.
+#[tokio::test]
+async fn writes_load_their_scripts_again_after_a_flush() {
+    use sessio::store::{Changes, Meta, Record, SessionStore, WriteOutcome};
+    use sessio::SessionId;
+
+    let Some(server) = PrivateRedis::start_or_skip() else {
+        return;
+    };
+    let plain = RedisStore::connect(&server.url()).await.unwrap();
+    let cached = RedisStore::connect(&server.url())
+        .await
+        .unwrap()
+        .with_client_cache(ClientCache::new())
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now();
+    let meta = Meta {
+        created_at: now,
+        last_active: now,
+        expires_at: now + Duration::from_secs(3600),
+        expiry: None,
+    };
+    let flush = || {
+        let mut conn = redis::Client::open(server.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut conn).unwrap();
+    };
+    for (n, store) in [plain, cached].into_iter().enumerate() {
+        let id = SessionId::from(format!("session {n}"));
+        let record = Record {
+            data: Default::default(),
+            meta,
+        };
+        flush();
+        store.create(&id, &record).await.unwrap();
+        let _ = store.load(&id, now).await.unwrap();
+        for views in 1..=2 {
+            flush();
+            let mut changes = Changes::default();
+            changes.set("views", views.into());
+            assert_eq!(
+                store.update(&id, &changes, &meta).await.unwrap(),
+                WriteOutcome::Applied
+            );
+            let loaded = store.load(&id, now).await.unwrap().unwrap();
+            assert_eq!(loaded.data["views"], views);
+        }
+    }
+}

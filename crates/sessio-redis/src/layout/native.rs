@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use redis::aio::MultiplexedConnection;
-use redis::{ScriptInvocation, Value};
+use redis::{Cmd, RedisWrite, Script, ToRedisArgs, Value};
 use sessio::store::{
     from_unix_millis, storage_key, unix_millis, Changes, CreateOutcome, Data, Meta, Record,
     StoreError, WriteOutcome,
@@ -119,27 +119,37 @@ fn pattern_of_len(prefix: &str, len: usize) -> String {
     pattern
 }
 
-/// The hash field holding data key `key`.
-pub(crate) fn data_field(key: &str) -> String {
-    let mut field = String::with_capacity(DATA_PREFIX.len() + key.len());
-    field.push_str(DATA_PREFIX);
-    field.push_str(key);
-    field
-}
-
 fn duration_millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The arguments every write script starts with: `last_active` (the write's present, which
-/// the script judges the stored `e` by), `expires_at` and `created_at`, in milliseconds. The
-/// scripts write them to `l`, `e` and `c` themselves: field names passed as arguments would
-/// cost Redis a Lua string each per call.
-fn push_meta(invocation: &mut ScriptInvocation<'_>, meta: &Meta) {
-    invocation
+/// `EVALSHA` of a write `script` on `key`, with the arguments every write script starts
+/// with: `last_active` (the write's present, which the script judges the stored `e` by),
+/// `expires_at` and `created_at`, in milliseconds. The scripts write them to `l`, `e` and
+/// `c` themselves: field names passed as arguments would cost Redis a Lua string each per
+/// call.
+///
+/// Built as one command, not through `redis::ScriptInvocation`, which copies every argument
+/// once more into a command of its own (3,500 instructions per write, in `bench/run
+/// instructions`); [`RedisStore::eval`] loads the script when Redis lost it.
+fn write_script(script: &Script, key: &str, meta: &Meta) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash())
+        .arg(1)
+        .arg(key)
         .arg(unix_millis(meta.last_active))
         .arg(unix_millis(meta.expires_at))
         .arg(unix_millis(meta.created_at));
+    cmd
+}
+
+/// The hash field of data key `key`, written straight into a command's arguments.
+struct DataField<'a>(&'a str);
+
+impl ToRedisArgs for DataField<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        out.write_arg_fmt(format_args!("{DATA_PREFIX}{}", self.0));
+    }
 }
 
 /// The field/value pairs of the session's own expiry, if it has one.
@@ -437,14 +447,15 @@ impl Route {
         }
     }
 
-    async fn invoke<T: redis::FromRedisValue>(
+    async fn eval<T: redis::FromRedisValue>(
         &mut self,
         store: &RedisStore,
-        invocation: &ScriptInvocation<'_>,
+        script: &Script,
+        eval: &Cmd,
     ) -> Result<T, StoreError> {
         match self {
-            Route::Plain(conn) => store.bounded(invocation.invoke_async(conn)).await,
-            Route::Cached(_, conn) => store.bounded(invocation.invoke_async(conn)).await,
+            Route::Plain(conn) => store.eval(conn, script, eval).await,
+            Route::Cached(_, conn) => store.eval(conn, script, eval).await,
         }
     }
 }
@@ -461,17 +472,16 @@ pub(crate) async fn create(
 ) -> Result<CreateOutcome, StoreError> {
     let key = session_key(store.key_prefix(), id);
     let meta = &record.meta;
-    let mut invocation = scripts::create().key(&key);
+    let script = scripts::create();
     // A session whose expiry is at or before the new one's start is gone.
-    push_meta(&mut invocation, meta);
+    let mut eval = write_script(script, &key, meta);
     for (field, value) in expiry_pairs(meta).into_iter().flatten() {
-        invocation.arg(field).arg(value);
+        eval.arg(field).arg(value);
     }
     for (name, value) in &record.data {
-        invocation.arg(data_field(name)).arg(value.to_string());
+        eval.arg(DataField(name)).arg(value.to_string());
     }
-    let mut conn = store.conn();
-    let created: i64 = store.bounded(invocation.invoke_async(&mut conn)).await?;
+    let created: i64 = store.eval(&mut store.conn(), script, &eval).await?;
     if created != 1 {
         return Ok(CreateOutcome::IdTaken);
     }
@@ -517,38 +527,36 @@ pub(crate) async fn write(
     meta: &Meta,
 ) -> Result<WriteOutcome, StoreError> {
     let key = session_key(store.key_prefix(), id);
-    let (mut removed, mut set) = (Vec::new(), Vec::new());
-    if let Some(changes) = changes {
-        for (name, value) in changes.iter() {
-            match value {
-                Some(value) => set.push((data_field(name), value.to_string())),
-                None => removed.push(data_field(name)),
-            }
-        }
-    }
+    let entries = || changes.into_iter().flat_map(Changes::iter);
     let own_expiry = expiry_pairs(meta);
     let clears = changes.is_some_and(Changes::clears_all);
     let flags = u8::from(clears) | (u8::from(own_expiry.is_some()) << 1);
+    let removed = entries().filter(|(_, value)| value.is_none()).count();
 
     let mut route = Route::of(store);
-    let mut invocation = scripts::update(route.caller()).key(&key);
-    push_meta(&mut invocation, meta);
-    invocation.arg(flags).arg(removed.len()).arg(&removed);
-    for (field, value) in own_expiry.into_iter().flatten() {
-        invocation.arg(field).arg(value);
+    let script = scripts::update(route.caller());
+    let mut eval = write_script(script, &key, meta);
+    eval.arg(flags).arg(removed);
+    for (name, _) in entries().filter(|(_, value)| value.is_none()) {
+        eval.arg(DataField(name));
     }
-    for (field, value) in &set {
-        invocation.arg(field).arg(value);
+    for (field, value) in own_expiry.into_iter().flatten() {
+        eval.arg(field).arg(value);
+    }
+    for (name, value) in entries() {
+        if let Some(value) = value {
+            eval.arg(DataField(name)).arg(value.to_string());
+        }
     }
     let Route::Cached(cache, _) = &route else {
         store.forget_cached(&key);
-        let outcome = write_outcome(route.invoke(store, &invocation).await);
+        let outcome = write_outcome(route.eval(store, script, &eval).await);
         store.forget_cached(&key);
         return outcome;
     };
     let cache = Arc::clone(cache);
     let ticket = cache.before_write(&key);
-    let outcome = write_outcome(route.invoke(store, &invocation).await);
+    let outcome = write_outcome(route.eval(store, script, &eval).await);
     // What the script did to the hash, done to the cached session.
     let apply = |session: &mut Cached| {
         if let Some(changes) = changes {
