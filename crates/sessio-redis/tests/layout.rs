@@ -125,6 +125,10 @@ async fn the_raw_session_id_is_in_no_key_or_field() {
         assert_eq!(key.len(), prefix.len() + 22, "{key}");
         let hash: Vec<(Vec<u8>, Vec<u8>)> = conn.hgetall(key).unwrap();
         assert!(!hash.is_empty());
+        // Data keys as `d:{key}`, each holding its value's compact JSON text.
+        let field = |name: &[u8]| hash.iter().find(|(f, _)| f == name).map(|(_, v)| v.clone());
+        assert_eq!(field(b"d:user").as_deref(), Some(&b"7"[..]));
+        assert_eq!(field(b"d:cart").as_deref(), Some(&b"[1,2]"[..]));
         for id in &ids {
             let id = id.as_str().as_bytes();
             let contains = |hay: &[u8]| hay.windows(id.len()).any(|w| w == id);

@@ -152,6 +152,17 @@ impl ToRedisArgs for DataField<'_> {
     }
 }
 
+/// A value's JSON text (as `Value::to_string` writes it), written straight into a command's
+/// arguments.
+struct JsonText<'a>(&'a serde_json::Value);
+
+impl ToRedisArgs for JsonText<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        // Cannot fail: a JSON value written to memory.
+        let _ = serde_json::to_writer(out.writer_for_next_arg(), self.0);
+    }
+}
+
 /// The field/value pairs of the session's own expiry, if it has one.
 pub(crate) fn expiry_pairs(meta: &Meta) -> Option<[(&'static str, i64); 2]> {
     meta.expiry.map(|expiry| {
@@ -479,7 +490,7 @@ pub(crate) async fn create(
         eval.arg(field).arg(value);
     }
     for (name, value) in &record.data {
-        eval.arg(DataField(name)).arg(value.to_string());
+        eval.arg(DataField(name)).arg(JsonText(value));
     }
     let created: i64 = store.eval(&mut store.conn(), script, &eval).await?;
     if created != 1 {
@@ -545,7 +556,7 @@ pub(crate) async fn write(
     }
     for (name, value) in entries() {
         if let Some(value) = value {
-            eval.arg(DataField(name)).arg(value.to_string());
+            eval.arg(DataField(name)).arg(JsonText(value));
         }
     }
     let Route::Cached(cache, _) = &route else {
