@@ -508,6 +508,11 @@ pub(crate) async fn load(
     now: SystemTime,
 ) -> Result<Option<Record>, StoreError> {
     let key = session_key(store.key_prefix(), id);
+    let read = || {
+        let mut read = redis::cmd("HGETALL");
+        read.arg(&key);
+        read
+    };
     let decoded = |reply| decode(reply, now).map_err(|e| StoreError::Decode(Box::new(e)));
     if let Some(cache) = store.cache() {
         if let Some(record) = cache.get(&key, now) {
@@ -515,19 +520,14 @@ pub(crate) async fn load(
         }
         if let Some(mut conn) = cache.connection() {
             let ticket = cache.before_read(&key);
-            let mut read = redis::cmd("HGETALL");
-            read.arg(&key);
-            let record = decoded(store.bounded(read.query_async(&mut conn)).await?)?;
+            let record = decoded(store.bounded(read().query_async(&mut conn)).await?)?;
             if let Some(record) = &record {
                 cache.after_read(&key, ticket, record, now);
             }
             return Ok(record);
         }
     }
-    let mut conn = store.conn();
-    let mut read = redis::cmd("HGETALL");
-    read.arg(&key);
-    decoded(store.bounded(read.query_async(&mut conn)).await?)
+    decoded(store.bounded(read().query_async(&mut store.conn())).await?)
 }
 
 /// Runs the update script: `update` with `changes`, `touch` without.
