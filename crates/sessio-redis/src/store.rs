@@ -249,8 +249,9 @@ impl RedisStore {
     /// drops the session from the cache until it is read again.
     ///
     /// # Errors
-    /// [`ConnectError::CacheUnsupported`] on a Redis Cluster; the errors of [`connect`](Self::connect) when the connection cannot be opened (or
-    /// Redis does not speak RESP3).
+    /// [`ConnectError::CacheUnsupported`] on a Redis Cluster; the errors of
+    /// [`connect`](Self::connect) when the connection cannot be opened (or Redis does not
+    /// speak RESP3).
     ///
     /// ```no_run
     /// use sessio_redis::{ClientCache, RedisStore};
