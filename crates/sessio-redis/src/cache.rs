@@ -22,6 +22,7 @@
 //!   for it, whatever happens to the connection.
 
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -142,6 +143,37 @@ impl Default for ClientCache {
     }
 }
 
+/// What a store's client-side cache has done since it was opened, from
+/// [`RedisStore::client_cache_stats`](crate::RedisStore::client_cache_stats).
+///
+/// ```
+/// let stats = sessio_redis::ClientCacheStats::default();
+/// assert_eq!(stats.hit_ratio(), None);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientCacheStats {
+    /// Loads served from the cache.
+    pub hits: u64,
+    /// Loads that went to Redis (not cached, too old, or while the cache had no connection).
+    pub misses: u64,
+    /// Sessions Redis said changed elsewhere while cached or being read (one per key
+    /// invalidated; a flush counts once).
+    pub invalidations: u64,
+    /// Times the cache's connection to Redis dropped (each emptied the cache).
+    pub disconnections: u64,
+    /// Sessions cached now.
+    pub entries: usize,
+}
+
+impl ClientCacheStats {
+    /// Hits among all loads; `None` before the first.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let loads = self.hits + self.misses;
+        (loads > 0).then(|| self.hits as f64 / loads as f64)
+    }
+}
+
 /// The running cache of one store (shared by its clones).
 pub(crate) struct Cache {
     config: ClientCache,
@@ -150,6 +182,16 @@ pub(crate) struct Cache {
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
     link: Mutex<Link>,
+    counts: Counts,
+}
+
+/// [`ClientCacheStats`]' counters.
+#[derive(Default)]
+struct Counts {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    invalidations: AtomicU64,
+    disconnections: AtomicU64,
 }
 
 /// The tracking connection, when there is one.
@@ -298,7 +340,24 @@ impl Cache {
                 reconnecting: false,
                 last_attempt: None,
             }),
+            counts: Counts::default(),
         }
+    }
+
+    pub(crate) fn stats(&self) -> ClientCacheStats {
+        let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        ClientCacheStats {
+            hits: count(&self.counts.hits),
+            misses: count(&self.counts.misses),
+            invalidations: count(&self.counts.invalidations),
+            disconnections: count(&self.counts.disconnections),
+            entries: self.len(),
+        }
+    }
+
+    /// Counts a load the cache could not serve.
+    pub(crate) fn missed(&self) {
+        self.counts.misses.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn config(&self) -> &ClientCache {
@@ -350,7 +409,13 @@ impl Cache {
             let cache = Arc::clone(self);
             runtime.spawn(async move {
                 // A failure leaves reads uncached; the next one after the pause tries again.
-                let _ = Arc::clone(&cache).connect().await;
+                match Arc::clone(&cache).connect().await {
+                    Ok(()) => tracing::info!("the session cache is connected to Redis again"),
+                    Err(error) => tracing::debug!(
+                        kind = ?error.kind(),
+                        "the session cache could not reconnect to Redis yet"
+                    ),
+                }
                 lock(&cache.link).reconnecting = false;
             });
         }
@@ -372,16 +437,19 @@ impl Cache {
     pub(crate) fn get(&self, key: &str, now: SystemTime) -> Option<Record> {
         let (shard, _) = self.place(self.hash(key.as_bytes()));
         let mut shard = lock(shard);
-        let entry = shard.entries.get(key)?;
-        let age = now.duration_since(entry.vouched_at).unwrap_or_default();
-        if age < self.config.max_age && entry.session.meta.expires_at > now {
-            if let Some(record) = entry.session.record() {
-                return Some(record);
-            }
+        let record = shard.entries.get(key).and_then(|entry| {
+            let age = now.duration_since(entry.vouched_at).unwrap_or_default();
+            let fresh = age < self.config.max_age && entry.session.meta.expires_at > now;
+            fresh.then(|| entry.session.record()).flatten()
+        });
+        if record.is_some() {
+            self.counts.hits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.missed();
+            // Writes in flight on it find it gone, and cache nothing.
+            shard.entries.swap_remove(key);
         }
-        // Writes in flight on it find it gone, and cache nothing.
-        shard.entries.swap_remove(key);
-        None
+        record
     }
 
     /// Taken before a read (or a create) of `key` goes to Redis.
@@ -498,10 +566,14 @@ impl Cache {
                 link.conn = None;
             }
         }
+        self.counts.disconnections.fetch_add(1, Ordering::Relaxed);
         self.forget_all();
+        tracing::warn!(
+            "the session cache lost its connection to Redis: emptied; sessions are read from \
+             Redis until it reconnects"
+        );
     }
 
-    #[cfg(test)]
     fn len(&self) -> usize {
         self.shards
             .iter()
@@ -521,12 +593,16 @@ fn on_push(cache: &Weak<Cache>, serial: u64, push: PushInfo) {
             Some(redis::Value::Array(keys)) => {
                 for key in keys {
                     if let redis::Value::BulkString(key) = key {
+                        cache.counts.invalidations.fetch_add(1, Ordering::Relaxed);
                         cache.forget(key);
                     }
                 }
             }
             // A flush: every key changed.
-            _ => cache.forget_all(),
+            _ => {
+                cache.counts.invalidations.fetch_add(1, Ordering::Relaxed);
+                cache.forget_all();
+            }
         },
         PushKind::Disconnection => cache.disconnected(serial),
         _ => {}

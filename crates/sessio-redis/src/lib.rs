@@ -137,7 +137,7 @@ mod layout;
 mod scripts;
 mod store;
 
-pub use cache::ClientCache;
+pub use cache::{ClientCache, ClientCacheStats};
 pub use error::{ConnectError, InvalidKeyPrefix, MigrateError, WriteContention};
 pub use layout::Layout;
 pub use store::RedisStore;

@@ -16,7 +16,7 @@ use sessio::store::{
 };
 use sessio::SessionId;
 
-use crate::cache::{Cache, ClientCache};
+use crate::cache::{Cache, ClientCache, ClientCacheStats};
 use crate::conn::{connect_error, store_error, Conn, Node, CONNECT_LIMIT};
 use crate::error::{ConnectError, InvalidKeyPrefix, MigrateError};
 use crate::layout::{connect_redis, native, validate_prefix, Layout};
@@ -288,6 +288,20 @@ impl RedisStore {
     /// The client-side cache's settings, if the store has one.
     pub fn client_cache(&self) -> Option<&ClientCache> {
         self.cache.as_deref().map(Cache::config)
+    }
+
+    /// What the client-side cache has done (hits, misses, invalidations...), if the store
+    /// has one: for metrics.
+    ///
+    /// ```no_run
+    /// # async fn run(store: sessio_redis::RedisStore) {
+    /// if let Some(stats) = store.client_cache_stats() {
+    ///     println!("{} sessions cached, hit ratio {:?}", stats.entries, stats.hit_ratio());
+    /// }
+    /// # }
+    /// ```
+    pub fn client_cache_stats(&self) -> Option<ClientCacheStats> {
+        self.cache.as_deref().map(Cache::stats)
     }
 
     /// The running cache, if any.

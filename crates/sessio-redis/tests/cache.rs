@@ -158,10 +158,21 @@ async fn sessions_are_read_from_the_cache_and_written_in_one_round_trip() {
     assert_eq!(server.calls("hgetall"), reads + 1);
     assert_eq!(views(&store.load(&id, later).await.unwrap()), Some(2));
     assert_eq!(server.calls("hgetall"), reads + 1, "and cached again");
+    let stats = store.client_cache_stats().unwrap();
+    assert_eq!((stats.hits, stats.misses, stats.entries), (4, 2, 1));
+    assert_eq!(stats.hit_ratio(), Some(4.0 / 6.0));
+    assert_eq!(
+        (stats.invalidations, stats.disconnections),
+        (0, 0),
+        "its own update is not an invalidation"
+    );
+    assert!(plain.client_cache_stats().is_none());
 
     // Removed by this store: gone at once.
     store.delete(&id).await.unwrap();
     assert_eq!(store.load(&id, later).await.unwrap(), None);
+    let stats = store.client_cache_stats().unwrap();
+    assert_eq!((stats.misses, stats.entries), (3, 0));
 }
 
 #[tokio::test]
@@ -188,6 +199,7 @@ async fn another_clients_writes_reach_the_cache() {
         views(r) == Some(2)
     })
     .await;
+    assert!(cached.client_cache_stats().unwrap().invalidations >= 1);
 
     // After this store's own write too (a write would end Redis's tracking of the key
     // unless the store kept it tracked).
@@ -296,6 +308,7 @@ async fn a_dropped_connection_empties_the_cache() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert!(cached.client_cache_stats().unwrap().disconnections >= 1);
     // And caching resumes on a new connection: two reads make one HGETALL at most.
     let deadline = Instant::now() + PROPAGATION;
     loop {
