@@ -2,12 +2,14 @@
 //! itself (server-assisted client-side caching: `CLIENT TRACKING`, RESP3).
 //!
 //! How it stays right:
-//! - Reads that miss, and every write, go over one connection of their own on which
-//!   tracking is on (`NOLOOP`: Redis does not tell it about its own writes). Redis then
-//!   sends that connection an invalidation for any key it read once another client writes
-//!   the key, expires it or evicts it; the connection hands it over in the order of its
-//!   replies, and the entry goes.
-//! - Each write script ends by reading its key again, so the key stays tracked after this
+//! - Reads that miss, and updates in the native layout, go over one connection of their own
+//!   on which tracking is on (`NOLOOP`: Redis does not tell it about its own writes). Redis
+//!   then sends that connection an invalidation for any key it read once another client
+//!   writes the key, expires it or evicts it; the connection hands it over in the order of
+//!   its replies, and the entry goes. The store's other writes (new sessions, removals, the
+//!   connect-redis layout's compare-and-set) go over its own connection and drop the entry
+//!   before and after.
+//! - Each update script ends by reading its key again, so the key stays tracked after this
 //!   process wrote it, and the entry is brought up to date with what the script wrote:
 //!   the stored record with the request's changes applied (the same step Redis took), but
 //!   only when nothing else wrote the key meanwhile (no invalidation, no other write of
