@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
@@ -33,6 +35,14 @@ pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+}
+
+/// What a session read goes over: the store's connection, or its client cache's tracking
+/// connection (so that Redis tracks what it reads for the cache).
+#[derive(Clone)]
+pub(crate) enum Via {
+    Store(Conn),
+    Tracking(MultiplexedConnection),
 }
 
 /// Where a per-node command (SCAN) goes: the one server, or the cluster primary serving a
@@ -237,6 +247,34 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(conn) => conn.get_db(),
             Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+impl ConnectionLike for Via {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Via::Store(conn) => conn.req_packed_command(cmd),
+            Via::Tracking(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Via::Store(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Via::Tracking(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Via::Store(conn) => conn.get_db(),
+            Via::Tracking(conn) => conn.get_db(),
         }
     }
 }

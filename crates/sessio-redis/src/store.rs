@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use redis::aio::ConnectionLike;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{
     Cmd, ErrorKind, FromRedisValue, Pipeline, ProtocolVersion, RedisError, Script, ServerErrorKind,
     Value,
@@ -17,7 +17,7 @@ use sessio::store::{
 use sessio::SessionId;
 
 use crate::cache::{Cache, ClientCache, ClientCacheStats};
-use crate::conn::{connect_error, store_error, Conn, Node, CONNECT_LIMIT};
+use crate::conn::{connect_error, store_error, Conn, Node, Via, CONNECT_LIMIT};
 use crate::error::{ConnectError, InvalidKeyPrefix, MigrateError};
 use crate::layout::{connect_redis, native, validate_prefix, Layout};
 
@@ -304,9 +304,38 @@ impl RedisStore {
         self.cache.as_deref().map(Cache::stats)
     }
 
-    /// The running cache, if any.
-    pub(crate) fn cache(&self) -> Option<&Arc<Cache>> {
-        self.cache.as_ref()
+    /// The cache and its tracking connection, if the store has a cache and it is connected.
+    pub(crate) fn tracking(&self) -> Option<(&Arc<Cache>, MultiplexedConnection)> {
+        let cache = self.cache.as_ref()?;
+        Some((cache, cache.connection()?))
+    }
+
+    /// The session under `key`, from the cache when it holds it; otherwise `read` over the
+    /// cache's tracking connection (so that Redis tracks the key for it) and cached, or,
+    /// without a connected cache, `read` over the store's own connection. `read` gives
+    /// `None` for a session that is missing or expired at `now`.
+    pub(crate) async fn load_through_cache<F, Fut>(
+        &self,
+        key: &str,
+        now: SystemTime,
+        read: F,
+    ) -> Result<Option<Record>, StoreError>
+    where
+        F: FnOnce(Via) -> Fut,
+        Fut: Future<Output = Result<Option<Record>, StoreError>>,
+    {
+        if let Some(record) = self.cache.as_ref().and_then(|cache| cache.get(key, now)) {
+            return Ok(Some(record));
+        }
+        let Some((cache, conn)) = self.tracking() else {
+            return read(Via::Store(self.conn())).await;
+        };
+        let ticket = cache.before_read(key);
+        let record = read(Via::Tracking(conn)).await?;
+        if let Some(record) = &record {
+            cache.after_read(key, ticket, record, now);
+        }
+        Ok(record)
     }
 
     /// Drops the session under `key` from the cache, if there is one (it was written or
@@ -378,39 +407,56 @@ impl RedisStore {
     }
 
     /// Runs `eval`, an `EVALSHA` of `script`, over `conn`, loading the script again if Redis
-    /// lost it (it restarted, or its scripts were flushed).
+    /// lost it.
     pub(crate) async fn eval<T, C>(
         &self,
-        conn: &mut C,
+        conn: &C,
         script: &Script,
         eval: &Cmd,
     ) -> Result<T, StoreError>
     where
-        T: FromRedisValue,
-        C: ConnectionLike + Send,
+        T: FromRedisValue + Send,
+        C: ConnectionLike + Clone + Send,
     {
-        match self.bounded(eval.query_async(conn)).await {
-            Err(StoreError::Backend(e)) if is_noscript(e.as_ref()) => {
-                self.bounded(script.load_async(conn)).await?;
-                self.bounded(eval.query_async(conn)).await
-            }
-            other => other,
-        }
+        self.reloading(conn, script, |mut conn| async move {
+            eval.query_async(&mut conn).await
+        })
+        .await
     }
 
     /// Runs `pipeline`, EVALSHAs of `script` on keys held by `node`, loading the script
-    /// again if the node lost it (it restarted, or its scripts were flushed).
+    /// again if the node lost it.
     pub(crate) async fn eval_pipeline_on(
         &self,
-        conn: &mut Conn,
+        conn: &Conn,
         node: Node,
         script: &Script,
         pipeline: &Pipeline,
     ) -> Result<Vec<Value>, StoreError> {
-        match self.bounded(conn.pipeline_on(node, pipeline)).await {
+        self.reloading(conn, script, |mut conn| async move {
+            conn.pipeline_on(node, pipeline).await
+        })
+        .await
+    }
+
+    /// Runs `operation` over (a handle onto) `conn`; when Redis answers `NOSCRIPT` (it lost
+    /// `script`: it restarted, or its scripts were flushed), loads `script` and runs
+    /// `operation` again.
+    async fn reloading<T, C, F, Fut>(
+        &self,
+        conn: &C,
+        script: &Script,
+        operation: F,
+    ) -> Result<T, StoreError>
+    where
+        C: ConnectionLike + Clone + Send,
+        F: Fn(C) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        match self.bounded(operation(conn.clone())).await {
             Err(StoreError::Backend(e)) if is_noscript(e.as_ref()) => {
-                self.bounded(script.load_async(conn)).await?;
-                self.bounded(conn.pipeline_on(node, pipeline)).await
+                self.bounded(script.load_async(&mut conn.clone())).await?;
+                self.bounded(operation(conn.clone())).await
             }
             other => other,
         }

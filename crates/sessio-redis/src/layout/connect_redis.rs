@@ -267,34 +267,16 @@ pub(crate) async fn load(
     id: &SessionId,
     now: SystemTime,
 ) -> Result<Option<Record>, StoreError> {
-    let key = session_key(store.key_prefix(), id);
-    let cache = store.cache();
-    if let Some(record) = cache.and_then(|cache| cache.get(&key, now)) {
-        return Ok(Some(record));
-    }
-    // Read over the cache's connection, so that Redis tracks the key for it.
-    let tracked = cache.and_then(|cache| Some((cache, cache.connection()?)));
-    let (stored, cached) = match tracked {
-        Some((cache, mut conn)) => {
-            let ticket = cache.before_read(&key);
-            (
-                read_on(store, &mut conn, &key).await?,
-                Some((cache, ticket)),
-            )
-        }
-        None => (read(store, &key).await?, None),
-    };
-    let Some(stored) = stored else {
-        return Ok(None);
-    };
-    let record = stored.record(now)?;
-    if record.meta.expires_at <= now {
-        return Ok(None);
-    }
-    if let Some((cache, ticket)) = cached {
-        cache.after_read(&key, ticket, &record, now);
-    }
-    Ok(Some(record))
+    let key = &session_key(store.key_prefix(), id);
+    store
+        .load_through_cache(key, now, |mut conn| async move {
+            let Some(stored) = read_on(store, &mut conn, key).await? else {
+                return Ok(None);
+            };
+            let record = stored.record(now)?;
+            Ok((record.meta.expires_at > now).then_some(record))
+        })
+        .await
 }
 
 /// `update` (with its changes) and `touch` (with none): merges the changes and the new
@@ -375,14 +357,12 @@ pub(crate) async fn delete_expired(store: &RedisStore, now: SystemTime) -> Resul
     store.load_script(replace).await?;
     let pattern = scan_pattern(store.key_prefix());
     store
-        .scan_keys(&pattern, |mut conn, node, keys| async move {
+        .scan_keys(&pattern, |conn, node, keys| async move {
             let mut reads = redis::pipe();
             for key in &keys {
                 reads.cmd("EVALSHA").arg(read.get_hash()).arg(1).arg(key);
             }
-            let values = store
-                .eval_pipeline_on(&mut conn, node, read, &reads)
-                .await?;
+            let values = store.eval_pipeline_on(&conn, node, read, &reads).await?;
             let mut deletes = redis::pipe();
             for (key, value) in keys.iter().zip(values) {
                 let Value::BulkString(value) = value else {
@@ -406,7 +386,7 @@ pub(crate) async fn delete_expired(store: &RedisStore, now: SystemTime) -> Resul
                 return Ok(0);
             }
             let replies = store
-                .eval_pipeline_on(&mut conn, node, replace, &deletes)
+                .eval_pipeline_on(&conn, node, replace, &deletes)
                 .await?;
             Ok(replies
                 .iter()

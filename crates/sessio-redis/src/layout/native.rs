@@ -23,7 +23,6 @@ use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use redis::aio::MultiplexedConnection;
 use redis::{Cmd, RedisWrite, Script, ToRedisArgs, Value};
 use sessio::store::{
     from_unix_millis, storage_key, unix_millis, Changes, CreateOutcome, Data, Meta, Record,
@@ -32,8 +31,7 @@ use sessio::store::{
 use sessio::{Expiry, SessionId};
 use tokio::task::JoinSet;
 
-use crate::cache::{Cache, Cached};
-use crate::conn::Conn;
+use crate::cache::Cached;
 use crate::error::MigrateError;
 use crate::layout::layout_key;
 use crate::scripts::{self, Caller};
@@ -433,44 +431,6 @@ fn as_stored(meta: &Meta) -> Meta {
     }
 }
 
-/// Where a write script runs: over the store's connection, or over its cache's tracking
-/// connection (keeping the cache up to date).
-enum Route {
-    Plain(Conn),
-    Cached(Arc<Cache>, MultiplexedConnection),
-}
-
-impl Route {
-    fn of(store: &RedisStore) -> Self {
-        match store.cache() {
-            Some(cache) => match cache.connection() {
-                Some(conn) => Route::Cached(Arc::clone(cache), conn),
-                None => Route::Plain(store.conn()),
-            },
-            None => Route::Plain(store.conn()),
-        }
-    }
-
-    fn caller(&self) -> Caller {
-        match self {
-            Route::Plain(_) => Caller::Plain,
-            Route::Cached(..) => Caller::Tracking,
-        }
-    }
-
-    async fn eval<T: redis::FromRedisValue>(
-        &mut self,
-        store: &RedisStore,
-        script: &Script,
-        eval: &Cmd,
-    ) -> Result<T, StoreError> {
-        match self {
-            Route::Plain(conn) => store.eval(conn, script, eval).await,
-            Route::Cached(_, conn) => store.eval(conn, script, eval).await,
-        }
-    }
-}
-
 /// Stores a new session with the create script, unless a live one holds the key.
 ///
 /// Not through the cache: most new sessions never come back (a first visit, a crawler),
@@ -492,7 +452,7 @@ pub(crate) async fn create(
     for (name, value) in &record.data {
         eval.arg(DataField(name)).arg(JsonText(value));
     }
-    let created: i64 = store.eval(&mut store.conn(), script, &eval).await?;
+    let created: i64 = store.eval(&store.conn(), script, &eval).await?;
     if created != 1 {
         return Ok(CreateOutcome::IdTaken);
     }
@@ -507,27 +467,15 @@ pub(crate) async fn load(
     id: &SessionId,
     now: SystemTime,
 ) -> Result<Option<Record>, StoreError> {
-    let key = session_key(store.key_prefix(), id);
-    let read = || {
-        let mut read = redis::cmd("HGETALL");
-        read.arg(&key);
-        read
-    };
-    let decoded = |reply| decode(reply, now).map_err(|e| StoreError::Decode(Box::new(e)));
-    if let Some(cache) = store.cache() {
-        if let Some(record) = cache.get(&key, now) {
-            return Ok(Some(record));
-        }
-        if let Some(mut conn) = cache.connection() {
-            let ticket = cache.before_read(&key);
-            let record = decoded(store.bounded(read().query_async(&mut conn)).await?)?;
-            if let Some(record) = &record {
-                cache.after_read(&key, ticket, record, now);
-            }
-            return Ok(record);
-        }
-    }
-    decoded(store.bounded(read().query_async(&mut store.conn())).await?)
+    let key = &session_key(store.key_prefix(), id);
+    store
+        .load_through_cache(key, now, |mut conn| async move {
+            let reply = store
+                .bounded(redis::cmd("HGETALL").arg(key).query_async(&mut conn))
+                .await?;
+            decode(reply, now).map_err(|e| StoreError::Decode(Box::new(e)))
+        })
+        .await
 }
 
 /// Runs the update script: `update` with `changes`, `touch` without.
@@ -544,8 +492,11 @@ pub(crate) async fn write(
     let flags = u8::from(clears) | (u8::from(own_expiry.is_some()) << 1);
     let removed = entries().filter(|(_, value)| value.is_none()).count();
 
-    let mut route = Route::of(store);
-    let script = scripts::update(route.caller());
+    let tracking = store.tracking();
+    let script = scripts::update(match tracking {
+        Some(_) => Caller::Tracking,
+        None => Caller::Plain,
+    });
     let mut eval = write_script(script, &key, meta);
     eval.arg(flags).arg(removed);
     for (name, _) in entries().filter(|(_, value)| value.is_none()) {
@@ -559,15 +510,14 @@ pub(crate) async fn write(
             eval.arg(DataField(name)).arg(JsonText(value));
         }
     }
-    let Route::Cached(cache, _) = &route else {
+    let Some((cache, conn)) = tracking else {
         store.forget_cached(&key);
-        let outcome = write_outcome(route.eval(store, script, &eval).await);
+        let outcome = write_outcome(store.eval(&store.conn(), script, &eval).await);
         store.forget_cached(&key);
         return outcome;
     };
-    let cache = Arc::clone(cache);
     let ticket = cache.before_write(&key);
-    let outcome = write_outcome(route.eval(store, script, &eval).await);
+    let outcome = write_outcome(store.eval(&conn, script, &eval).await);
     // What the script did to the hash, done to the cached session.
     let apply = |session: &mut Cached| {
         if let Some(changes) = changes {
@@ -610,7 +560,7 @@ pub(crate) async fn delete_expired(store: &RedisStore, now: SystemTime) -> Resul
     store.load_script(script).await?;
     let pattern = scan_pattern(store.key_prefix());
     store
-        .scan_keys(&pattern, |mut conn, node, keys| async move {
+        .scan_keys(&pattern, |conn, node, keys| async move {
             let mut pipe = redis::pipe();
             for key in &keys {
                 pipe.cmd("EVALSHA")
@@ -619,9 +569,7 @@ pub(crate) async fn delete_expired(store: &RedisStore, now: SystemTime) -> Resul
                     .arg(key)
                     .arg(now);
             }
-            let replies = store
-                .eval_pipeline_on(&mut conn, node, script, &pipe)
-                .await?;
+            let replies = store.eval_pipeline_on(&conn, node, script, &pipe).await?;
             Ok(replies
                 .iter()
                 .map(|reply| match reply {
