@@ -356,30 +356,22 @@ impl SessionStore for MemoryStore {
     ) -> Result<WriteOutcome, StoreError> {
         let key = key_of(id);
         let mut shard = self.shard(key);
-        Ok(
-            match live(&mut shard.entries, key, unix_millis(meta.last_active)) {
-                Some(entry) => {
-                    entry.apply(changes)?;
-                    entry.set_meta(meta);
-                    WriteOutcome::Applied
-                }
-                None => WriteOutcome::NotFound,
-            },
-        )
+        let Some(entry) = live(&mut shard.entries, key, unix_millis(meta.last_active)) else {
+            return Ok(WriteOutcome::NotFound);
+        };
+        entry.apply(changes)?;
+        entry.set_meta(meta);
+        Ok(WriteOutcome::Applied)
     }
 
     async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
         let key = key_of(id);
         let mut shard = self.shard(key);
-        Ok(
-            match live(&mut shard.entries, key, unix_millis(meta.last_active)) {
-                Some(entry) => {
-                    entry.set_meta(meta);
-                    WriteOutcome::Applied
-                }
-                None => WriteOutcome::NotFound,
-            },
-        )
+        let Some(entry) = live(&mut shard.entries, key, unix_millis(meta.last_active)) else {
+            return Ok(WriteOutcome::NotFound);
+        };
+        entry.set_meta(meta);
+        Ok(WriteOutcome::Applied)
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
