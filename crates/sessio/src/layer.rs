@@ -203,8 +203,11 @@ where
         }
         let https = is_https(&request, cookie.trust_proxy());
         let headers = request.headers().get_all(COOKIE);
-        let verified = find_cookie(headers.iter().map(HeaderValue::as_bytes), cookie.name())
-            .and_then(|value| self.settings.keys.check(&value));
+        let verified = find_cookie(
+            headers.iter().map(HeaderValue::as_bytes),
+            cookie.name(),
+            |value| self.settings.keys.check(value),
+        );
         let session = Session::new(self.settings.clone(), verified);
         request.extensions_mut().insert(session.clone());
         ResponseFuture::new(self.inner.call(request), Some(session), https)

@@ -53,13 +53,21 @@ pub(crate) fn push_encoded(out: &mut String, value: &str) {
     out.push_str(rest);
 }
 
-/// The value of the first cookie called `name` across all `headers`, decoded.
+/// Hands `read` the value of the first cookie called `name` across all `headers`,
+/// decoded, and returns what it returns.
 ///
 /// As in express-session: pairs split on `;`, names and values trimmed, the first
 /// occurrence of a name wins, surrounding double quotes are stripped, and the value is
 /// percent-decoded only when it contains `%` (a value that fails to decode is kept as
-/// sent). A value that is not UTF-8 (after decoding, when it decodes) is returned as `None`.
-pub(crate) fn find_cookie<'a, I>(headers: I, name: &str) -> Option<String>
+/// sent). A value that is not UTF-8 (after decoding, when it decodes) is never read.
+///
+/// The value is lent rather than returned so that decoding needs no allocation: a
+/// session cookie is decoded on the stack.
+pub(crate) fn find_cookie<'a, I, R>(
+    headers: I,
+    name: &str,
+    read: impl FnOnce(&str) -> Option<R>,
+) -> Option<R>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
@@ -73,12 +81,25 @@ where
     };
     // Decoding checks its output is UTF-8, so the input is checked only when it is kept.
     if memchr::memchr(b'%', raw).is_some() {
-        if let Some(decoded) = decode_uri_component(raw) {
-            return Some(decoded);
+        // Decoding never lengthens a value. A signed session id fits in the stack buffer.
+        let mut stack = [0u8; DECODE_ON_STACK];
+        let mut heap = Vec::new();
+        let buf = if raw.len() <= stack.len() {
+            &mut stack[..raw.len()]
+        } else {
+            heap.resize(raw.len(), 0);
+            &mut heap[..]
+        };
+        if let Some(decoded) = decode_uri_component(raw, buf) {
+            return read(decoded);
         }
     }
-    std::str::from_utf8(raw).ok().map(str::to_owned)
+    read(std::str::from_utf8(raw).ok()?)
 }
+
+/// Longest encoded value decoded without allocating: an express-session cookie is
+/// `s%3A`, a 32-character id, a dot and a 43-character MAC with a few escapes.
+const DECODE_ON_STACK: usize = 256;
 
 /// The `;`-separated parts of a header, found with SIMD (`memchr`).
 fn pairs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -112,22 +133,27 @@ fn trim(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
-/// Strict `decodeURIComponent`: `None` on a malformed escape or invalid UTF-8.
-fn decode_uri_component(input: &[u8]) -> Option<String> {
-    let mut out = Vec::with_capacity(input.len());
+/// Strict `decodeURIComponent` into `out` (at least as long as `input`): `None` on a
+/// malformed escape or invalid UTF-8.
+fn decode_uri_component<'b>(input: &[u8], out: &'b mut [u8]) -> Option<&'b str> {
+    fn copy(out: &mut [u8], bytes: &[u8], len: &mut usize) {
+        out[*len..*len + bytes.len()].copy_from_slice(bytes);
+        *len += bytes.len();
+    }
+    let mut len = 0;
     let mut rest = input;
     // Copy the runs between escapes whole: a session cookie has a few escapes in 80 bytes.
     while let Some(at) = memchr::memchr(b'%', rest) {
-        out.extend_from_slice(&rest[..at]);
+        copy(out, &rest[..at], &mut len);
         let (hi, lo) = match rest.get(at + 1..at + 3)? {
             &[hi, lo] => (hex_digit(hi)?, hex_digit(lo)?),
             _ => return None,
         };
-        out.push(hi << 4 | lo);
+        copy(out, &[hi << 4 | lo], &mut len);
         rest = &rest[at + 3..];
     }
-    out.extend_from_slice(rest);
-    String::from_utf8(out).ok()
+    copy(out, rest, &mut len);
+    std::str::from_utf8(&out[..len]).ok()
 }
 
 fn hex_digit(byte: u8) -> Option<u8> {
@@ -145,7 +171,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn find(headers: &[&str], name: &str) -> Option<String> {
-        find_cookie(headers.iter().map(|h| h.as_bytes()), name)
+        find_bytes(headers.iter().map(|h| h.as_bytes()), name)
+    }
+
+    fn find_bytes<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Option<String> {
+        find_cookie(headers, name, |value| Some(value.to_owned()))
     }
 
     #[test]
@@ -204,19 +234,34 @@ mod tests {
     #[test]
     fn pairs_without_equals_and_non_utf8_values_are_ignored() {
         assert_eq!(find(&["sid; sid=ok"], "sid").as_deref(), Some("ok"));
-        assert_eq!(find_cookie([&b"sid=\xff\xfe"[..]], "sid"), None);
-        assert_eq!(find_cookie([&b"sid=\xff%41"[..]], "sid"), None);
+        assert_eq!(find_bytes([&b"sid=\xff\xfe"[..]], "sid"), None);
+        assert_eq!(find_bytes([&b"sid=\xff%41"[..]], "sid"), None);
         // UTF-8 once decoded: what counts is the value the signature is checked on.
         assert_eq!(
-            find_cookie([&b"sid=%C3\xa9"[..]], "sid").as_deref(),
+            find_bytes([&b"sid=%C3\xa9"[..]], "sid").as_deref(),
             Some("\u{e9}")
         );
+    }
+
+    #[test]
+    fn values_longer_than_the_stack_buffer_decode_too() {
+        for len in [
+            DECODE_ON_STACK - 3,
+            DECODE_ON_STACK,
+            DECODE_ON_STACK + 1,
+            4 * DECODE_ON_STACK,
+        ] {
+            let value = "+".repeat(len / 3) + &"a".repeat(len % 3);
+            let encoded = encode_value(&value);
+            assert_eq!(encoded.len(), len);
+            assert_eq!(find(&[&format!("sid={encoded}")], "sid"), Some(value));
+        }
     }
 
     proptest! {
         #[test]
         fn never_panics_on_arbitrary_headers(headers in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..4)) {
-            let _ = find_cookie(headers.iter().map(Vec::as_slice), "connect.sid");
+            let _ = find_bytes(headers.iter().map(Vec::as_slice), "connect.sid");
         }
 
         #[test]

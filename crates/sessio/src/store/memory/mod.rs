@@ -97,8 +97,7 @@ impl Entry {
     }
 
     fn apply(&mut self, changes: &Changes) -> Result<(), StoreError> {
-        self.data = packed::merge(&self.data, changes)?;
-        Ok(())
+        packed::merge(&mut self.data, changes)
     }
 }
 

@@ -4,6 +4,8 @@
 //! A map of values costs a node, a string per key and often more per value; this costs
 //! one buffer, and a write merges its changes into it without parsing the values it keeps.
 
+use std::cell::RefCell;
+
 use serde_json::Value;
 
 use crate::store::{Changes, Data, StoreError};
@@ -53,9 +55,34 @@ pub(super) fn unpack(packed: &[u8]) -> Result<Data, StoreError> {
     Ok(data)
 }
 
-/// `packed` with `changes` applied, as [`Changes::apply`] would to the unpacked data.
-pub(super) fn merge(packed: &[u8], changes: &Changes) -> Result<Box<[u8]>, StoreError> {
-    let mut out = Vec::with_capacity(packed.len() + 16);
+/// Applies `changes` to `packed` as [`Changes::apply`] would to the unpacked data. The
+/// buffer is written over when its length does not change (a counter, a flag, a token of
+/// fixed length), so such a write allocates nothing; a damaged buffer is left as it was.
+pub(super) fn merge(packed: &mut Box<[u8]>, changes: &Changes) -> Result<(), StoreError> {
+    thread_local! {
+        /// Where merges are written before they replace the buffer: kept between writes.
+        static MERGED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    /// A scratch buffer grown past this is freed after use, not kept per thread.
+    const KEEP_AT_MOST: usize = 16 * 1024;
+    MERGED.with_borrow_mut(|out| {
+        out.clear();
+        let merged = merge_into(out, packed, changes);
+        if merged.is_ok() {
+            if out.len() == packed.len() {
+                packed.copy_from_slice(out);
+            } else {
+                *packed = Box::from(out.as_slice());
+            }
+        }
+        if out.capacity() > KEEP_AT_MOST {
+            *out = Vec::new();
+        }
+        merged
+    })
+}
+
+fn merge_into(out: &mut Vec<u8>, packed: &[u8], changes: &Changes) -> Result<(), StoreError> {
     let mut stored = Entries(if changes.clears_all() { &[] } else { packed });
     let mut changed = changes.iter().peekable();
     let mut kept = stored.next().transpose()?;
@@ -69,19 +96,19 @@ pub(super) fn merge(packed: &[u8], changes: &Changes) -> Result<Box<[u8]>, Store
         };
         if next_is_kept {
             if let Some((key, value)) = kept {
-                push_raw(&mut out, key, value)?;
+                push_raw(out, key, value)?;
             }
             kept = stored.next().transpose()?;
         } else if let Some((name, change)) = changed.next() {
             if let Some(value) = change {
-                push(&mut out, name, value)?;
+                push(out, name, value)?;
             }
             if kept.is_some_and(|(key, _)| key == name) {
                 kept = stored.next().transpose()?;
             }
         }
     }
-    Ok(out.into_boxed_slice())
+    Ok(())
 }
 
 fn push(out: &mut Vec<u8>, key: &str, value: &Value) -> Result<(), StoreError> {
@@ -215,7 +242,8 @@ mod tests {
         fn merge_is_apply(data in data(), changes in changes()) {
             let mut expected = data.clone();
             changes.apply(&mut expected);
-            let merged = merge(&pack(&data).unwrap(), &changes).unwrap();
+            let mut merged = pack(&data).unwrap();
+            merge(&mut merged, &changes).unwrap();
             prop_assert_eq!(unpack(&merged).unwrap(), expected.clone());
             // The same bytes as packing the result: keys stay in order, none twice.
             prop_assert_eq!(merged, pack(&expected).unwrap());
@@ -233,8 +261,49 @@ mod tests {
             let _ = unpack(&bytes);
             let mut changes = Changes::default();
             changes.set("k", json!(1));
-            let _ = merge(&bytes, &changes);
+            let mut packed = bytes.clone().into_boxed_slice();
+            if merge(&mut packed, &changes).is_err() {
+                prop_assert_eq!(&packed[..], &bytes[..]);
+            }
         }
+    }
+
+    #[test]
+    fn a_write_of_the_same_length_reuses_the_buffer() {
+        let mut data = Data::new();
+        data.insert("page_views".into(), json!(1));
+        data.insert("user".into(), json!("ada"));
+        let mut packed = pack(&data).unwrap();
+        let before = packed.as_ptr();
+        let mut changes = Changes::default();
+        changes.set("page_views", json!(2));
+        merge(&mut packed, &changes).unwrap();
+        assert_eq!(packed.as_ptr(), before, "written over in place");
+        data.insert("page_views".into(), json!(2));
+        assert_eq!(unpack(&packed).unwrap(), data);
+
+        // Longer: a new buffer of the new length.
+        changes.set("page_views", json!(10));
+        merge(&mut packed, &changes).unwrap();
+        data.insert("page_views".into(), json!(10));
+        assert_eq!(packed, pack(&data).unwrap());
+    }
+
+    #[test]
+    fn a_large_merge_does_not_spoil_the_next_one() {
+        let mut big = Data::new();
+        big.insert("blob".into(), json!("x".repeat(100_000)));
+        let mut packed = pack(&big).unwrap();
+        let mut changes = Changes::default();
+        changes.set("blob", json!("y".repeat(100_000)));
+        merge(&mut packed, &changes).unwrap();
+        let mut small = pack(&Data::new()).unwrap();
+        changes = Changes::default();
+        changes.set("k", json!(1));
+        merge(&mut small, &changes).unwrap();
+        let mut expected = Data::new();
+        expected.insert("k".into(), json!(1));
+        assert_eq!(unpack(&small).unwrap(), expected);
     }
 
     #[test]
