@@ -65,21 +65,35 @@ pub(super) fn merge(packed: &mut Box<[u8]>, changes: &Changes) -> Result<(), Sto
     }
     /// A scratch buffer grown past this is freed after use, not kept per thread.
     const KEEP_AT_MOST: usize = 16 * 1024;
-    MERGED.with_borrow_mut(|out| {
-        out.clear();
-        let merged = merge_into(out, packed, changes);
-        if merged.is_ok() {
-            if out.len() == packed.len() {
-                packed.copy_from_slice(out);
-            } else {
-                *packed = Box::from(out.as_slice());
-            }
+    let on_scratch = MERGED.try_with(|scratch| {
+        let mut scratch = scratch.try_borrow_mut().ok()?;
+        let merged = merge_via(&mut scratch, packed, changes);
+        if scratch.capacity() > KEEP_AT_MOST {
+            *scratch = Vec::new();
         }
-        if out.capacity() > KEEP_AT_MOST {
-            *out = Vec::new();
-        }
-        merged
-    })
+        Some(merged)
+    });
+    match on_scratch {
+        Ok(Some(merged)) => merged,
+        // The thread is exiting, or (never, today) a merge is under way on it already.
+        _ => merge_via(&mut Vec::new(), packed, changes),
+    }
+}
+
+/// [`merge`] through `out`.
+fn merge_via(
+    out: &mut Vec<u8>,
+    packed: &mut Box<[u8]>,
+    changes: &Changes,
+) -> Result<(), StoreError> {
+    out.clear();
+    merge_into(out, packed, changes)?;
+    if out.len() == packed.len() {
+        packed.copy_from_slice(out);
+    } else {
+        *packed = Box::from(out.as_slice());
+    }
+    Ok(())
 }
 
 fn merge_into(out: &mut Vec<u8>, packed: &[u8], changes: &Changes) -> Result<(), StoreError> {
@@ -287,6 +301,34 @@ mod tests {
         merge(&mut packed, &changes).unwrap();
         data.insert("page_views".into(), json!(10));
         assert_eq!(packed, pack(&data).unwrap());
+    }
+
+    #[test]
+    fn a_merge_works_while_its_thread_exits() {
+        // Its destructor runs after the scratch buffer's (destructors run in the reverse
+        // order of first use), so the merge finds the buffer gone.
+        struct MergesOnDrop;
+        impl Drop for MergesOnDrop {
+            fn drop(&mut self) {
+                let mut packed = pack(&Data::new()).unwrap();
+                let mut changes = Changes::default();
+                changes.set("k", json!(1));
+                merge(&mut packed, &changes).unwrap();
+                let mut expected = Data::new();
+                expected.insert("k".into(), json!(1));
+                assert_eq!(unpack(&packed).unwrap(), expected);
+            }
+        }
+        thread_local! {
+            static GUARD: MergesOnDrop = const { MergesOnDrop };
+        }
+        std::thread::spawn(|| {
+            GUARD.with(|_| {});
+            let mut packed = pack(&Data::new()).unwrap();
+            merge(&mut packed, &Changes::default()).unwrap();
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
