@@ -1,7 +1,7 @@
 //! Reading the session cookie from `Cookie` headers, with express-session's rules.
 //!
-//! Everything here takes bytes a client chose: it never panics and never allocates more
-//! than the value it returns.
+//! Everything here takes bytes a client chose: it never panics, and allocates only to
+//! decode a value longer than a session cookie (as long as the value, no more).
 
 /// Whether `encodeURIComponent` escapes `byte`: all but `A-Z a-z 0-9 - _ . ! ~ * ' ( )`
 /// (every byte of a non-ASCII character included).
