@@ -264,6 +264,49 @@ mod tests {
             let _ = find_bytes(headers.iter().map(Vec::as_slice), "connect.sid");
         }
 
+        /// Values with escapes, valid or not, on both sides of the stack buffer's size,
+        /// against a plain decoder.
+        #[test]
+        fn decoding_matches_a_plain_decoder(
+            value in prop::collection::vec(
+                prop_oneof![Just(b'%'), Just(b'4'), Just(b'c'), Just(b'3'), Just(b'a'), any::<u8>()],
+                0..700,
+            )
+        ) {
+            // Nothing that splitting, trimming or unquoting would touch.
+            let value: Vec<u8> = value
+                .into_iter()
+                .map(|b| if matches!(b, b';' | b' ' | b'\t' | b'"') { b'x' } else { b })
+                .collect();
+            let mut header = b"sid=".to_vec();
+            header.extend_from_slice(&value);
+            let plain = |input: &[u8]| -> Option<String> {
+                let mut out = Vec::new();
+                let mut i = 0;
+                while i < input.len() {
+                    if input[i] == b'%' {
+                        let hex = input.get(i + 1..i + 3)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return None;
+                        }
+                        let hex = std::str::from_utf8(hex).ok()?;
+                        out.push(u8::from_str_radix(hex, 16).ok()?);
+                        i += 3;
+                    } else {
+                        out.push(input[i]);
+                        i += 1;
+                    }
+                }
+                String::from_utf8(out).ok()
+            };
+            let expected = if value.contains(&b'%') {
+                plain(&value).or_else(|| String::from_utf8(value.clone()).ok())
+            } else {
+                String::from_utf8(value.clone()).ok()
+            };
+            prop_assert_eq!(find_bytes([&header[..]], "sid"), expected);
+        }
+
         #[test]
         fn encoded_values_decode_back(value in "\\PC{0,64}") {
             let header = format!("connect.sid={}", encode_value(&value));
