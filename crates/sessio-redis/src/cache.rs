@@ -435,27 +435,39 @@ impl Cache {
     }
 
     /// The cached session under `key`, if Redis vouched for it less than the max age
-    /// before `now` and it has not expired at `now`.
-    pub(crate) fn get(&self, key: &str, now: SystemTime) -> Option<Record> {
-        let (shard, _) = self.place(self.hash(key.as_bytes()));
+    /// before `now` and it has not expired at `now`; otherwise the ticket that a read of it
+    /// from Redis hands to [`after_read`](Self::after_read), taken under the same lock.
+    pub(crate) fn look(&self, key: &str, now: SystemTime) -> Result<Record, ReadTicket> {
+        let hash = self.hash(key.as_bytes());
+        let (shard, stripe) = self.place(hash);
         let mut shard = lock(shard);
         let record = shard.entries.get(key).and_then(|entry| {
             let age = now.duration_since(entry.vouched_at).unwrap_or_default();
             let fresh = age < self.config.max_age && entry.session.meta.expires_at > now;
             fresh.then(|| entry.session.record()).flatten()
         });
-        if record.is_some() {
+        if let Some(record) = record {
             self.counts.hits.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.missed();
-            // Writes in flight on it find it gone, and cache nothing.
-            shard.entries.swap_remove(key);
+            return Ok(record);
         }
-        record
+        self.missed();
+        // Writes in flight on it find it gone, and cache nothing.
+        shard.entries.swap_remove(key);
+        Err(ReadTicket {
+            hash,
+            stripe: shard.stripes[stripe],
+        })
     }
 
-    /// Taken before a read (or a create) of `key` goes to Redis.
-    pub(crate) fn before_read(&self, key: &str) -> ReadTicket {
+    /// [`look`](Self::look), for the session alone.
+    #[cfg(test)]
+    fn get(&self, key: &str, now: SystemTime) -> Option<Record> {
+        self.look(key, now).ok()
+    }
+
+    /// The ticket alone, as [`look`](Self::look) takes it: a read in flight, in tests.
+    #[cfg(test)]
+    fn before_read(&self, key: &str) -> ReadTicket {
         let hash = self.hash(key.as_bytes());
         let (shard, stripe) = self.place(hash);
         ReadTicket {

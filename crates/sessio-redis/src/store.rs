@@ -324,13 +324,15 @@ impl RedisStore {
         F: FnOnce(Via) -> Fut,
         Fut: Future<Output = Result<Option<Record>, StoreError>>,
     {
-        if let Some(record) = self.cache.as_ref().and_then(|cache| cache.get(key, now)) {
-            return Ok(Some(record));
-        }
-        let Some((cache, conn)) = self.tracking() else {
+        // One lookup: a hit, or the ticket a read that misses needs.
+        let ticket = match self.cache.as_ref().map(|cache| cache.look(key, now)) {
+            Some(Ok(record)) => return Ok(Some(record)),
+            Some(Err(ticket)) => Some(ticket),
+            None => None,
+        };
+        let (Some((cache, conn)), Some(ticket)) = (self.tracking(), ticket) else {
             return read(Via::Store(self.conn())).await;
         };
-        let ticket = cache.before_read(key);
         let record = read(Via::Tracking(conn)).await?;
         if let Some(record) = &record {
             cache.after_read(key, ticket, record, now);
