@@ -10,6 +10,8 @@ use indexmap::IndexMap;
 
 mod packed;
 
+use packed::Packed;
+
 use super::{
     from_unix_millis, storage_key, unix_millis, Changes, CreateOutcome, Meta, Record, SessionStore,
     StoreError, WriteOutcome,
@@ -43,27 +45,27 @@ struct Entry {
     expires_at: i64,
     /// Boxed: few sessions have their own, and `None` then costs one word.
     expiry: Option<Box<Expiry>>,
-    /// The data, packed in one allocation (see [`packed`]), where a map of values takes
-    /// several.
-    data: Box<[u8]>,
+    /// The data, packed (see [`packed`]): inline when short, else in one allocation, where
+    /// a map of values takes several.
+    data: Packed,
 }
 
 impl Entry {
-    fn new(record: &Record) -> Result<Self, StoreError> {
+    fn new(data: Packed, meta: &Meta) -> Self {
         let mut entry = Self {
             created_at: 0,
             last_active: 0,
             expires_at: 0,
             expiry: None,
-            data: packed::pack(&record.data)?,
+            data,
         };
-        entry.set_meta(&record.meta);
-        Ok(entry)
+        entry.set_meta(meta);
+        entry
     }
 
     fn record(&self) -> Result<Record, StoreError> {
         Ok(Record {
-            data: packed::unpack(&self.data)?,
+            data: packed::unpack(self.data.as_bytes())?,
             meta: Meta {
                 created_at: from_unix_millis(self.created_at),
                 last_active: from_unix_millis(self.last_active),
@@ -84,16 +86,11 @@ impl Entry {
         self.expiry = meta.expiry.map(Box::new);
     }
 
-    /// Becomes `new`, an evicted session's slot taken over by a new one. Keeps its own data
-    /// allocation when `new`'s data has the same length: writing into it costs less than
-    /// freeing it, which reads the allocation's header, far in memory when the store is
-    /// large.
-    fn take_over(&mut self, mut new: Entry) {
-        if self.data.len() == new.data.len() {
-            self.data.copy_from_slice(&new.data);
-            new.data = std::mem::take(&mut self.data);
-        }
-        *self = new;
+    /// Becomes a new session with `data` (packed) and `meta`: an evicted session's slot
+    /// taken over by a new one, its storage reused where it fits.
+    fn take_over(&mut self, data: &[u8], meta: &Meta) {
+        self.data.set(data);
+        self.set_meta(meta);
     }
 
     fn apply(&mut self, changes: &Changes) -> Result<(), StoreError> {
@@ -143,8 +140,9 @@ const MAX_SHARDS: usize = 16;
 /// - **Expiring**: expired sessions are never returned; each new session drops the expired
 ///   ones among those it looks at, and [`ExpiredCleanup`](super::ExpiredCleanup) or
 ///   [`SessionStore::delete_expired`] sweeps the rest without any request reading them.
-/// - **Compact**: a session with a few small values takes about 150 bytes in all; its data
-///   is kept packed, each value as JSON text.
+/// - **Compact**: a session with a few small values takes about 110 to 150 bytes in all;
+///   its data is kept packed, each value as JSON text, within the session's slot when it
+///   packs into 22 bytes (a user id, a counter).
 /// - **Concurrent**: every operation on a session is atomic.
 ///
 /// Sessions live only as long as the process and are not shared between processes: use
@@ -320,23 +318,27 @@ impl SessionStore for MemoryStore {
     async fn create(&self, id: &SessionId, record: &Record) -> Result<CreateOutcome, StoreError> {
         let now = unix_millis(record.meta.last_active);
         let key = key_of(id);
-        let entry = Entry::new(record)?;
-        let mut shard = self.shard(key);
-        if live(&mut shard.entries, key, now).is_some() {
-            return Ok(CreateOutcome::IdTaken);
-        }
-        match make_room(&mut shard, self.inner.per_shard, now) {
-            // The key is in no other slot: `live` found none.
-            Some(at)
-                if at < shard.entries.len() && shard.entries.replace_index(at, key).is_ok() =>
-            {
-                shard.entries[at].take_over(entry);
+        let meta = &record.meta;
+        packed::with_packed(&record.data, |data| {
+            let mut shard = self.shard(key);
+            if live(&mut shard.entries, key, now).is_some() {
+                return CreateOutcome::IdTaken;
             }
-            _ => {
-                shard.entries.insert(key, entry);
+            match make_room(&mut shard, self.inner.per_shard, now) {
+                // The key is in no other slot: `live` found none.
+                Some(at)
+                    if at < shard.entries.len() && shard.entries.replace_index(at, key).is_ok() =>
+                {
+                    shard.entries[at].take_over(data, meta);
+                }
+                _ => {
+                    shard
+                        .entries
+                        .insert(key, Entry::new(Packed::from(data), meta));
+                }
             }
-        }
-        Ok(CreateOutcome::Created)
+            CreateOutcome::Created
+        })
     }
 
     async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
@@ -488,8 +490,9 @@ pub(crate) mod tests {
 
     #[test]
     fn an_entry_is_small() {
-        // Hash, key and entry make up a slot of the shard's vector: keep it compact.
-        assert!(std::mem::size_of::<Entry>() <= 48);
+        // Hash, key and entry make up a slot of the shard's vector: keep it compact. The
+        // key's alignment rounds a slot up to 80 bytes; the inline data fills that room.
+        assert!(std::mem::size_of::<(Key, u64, Entry)>() <= 80);
     }
 
     #[tokio::test]
@@ -530,13 +533,15 @@ pub(crate) mod tests {
             record.data.insert("k".into(), value);
             record
         };
-        // The same length as the evicted session's data (its allocation is reused), then
-        // longer, then shorter.
+        // Inline, then on the heap at the same length as the evicted session's data (its
+        // allocation is reused), then longer, then inline again.
         for (name, value) in [
             ("a", json!(1)),
-            ("b", json!(2)),
-            ("c", json!("long")),
-            ("d", json!(3)),
+            ("b", json!("long")),
+            ("c", json!("x".repeat(30))),
+            ("d", json!("y".repeat(30))),
+            ("e", json!("z".repeat(40))),
+            ("f", json!(3)),
         ] {
             let id = SessionId::from(name);
             store.create(&id, &with(value.clone())).await.unwrap();

@@ -10,41 +10,95 @@ use serde_json::Value;
 
 use crate::store::{Changes, Data, StoreError};
 
+/// Packed data of this length or less is kept inline, where a heap allocation's pointer and
+/// length would be: a session holding a user id or a counter takes no allocation of its own.
+pub(super) const INLINE: usize = 22;
+
+/// A packed buffer: inline when short, else in one allocation of its exact length.
+pub(super) struct Packed(Repr);
+
+enum Repr {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Packed {
+    pub(super) fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Heap(heap) => heap,
+        }
+    }
+
+    /// Becomes `bytes`, written over the current storage when it fits: an allocation of
+    /// the same length is kept (writing into it costs less than freeing it, which reads the
+    /// allocation's header, far in memory when the store is large).
+    pub(super) fn set(&mut self, bytes: &[u8]) {
+        match &mut self.0 {
+            Repr::Heap(heap) if heap.len() == bytes.len() => heap.copy_from_slice(bytes),
+            _ => *self = Self::from(bytes),
+        }
+    }
+}
+
+impl From<&[u8]> for Packed {
+    fn from(bytes: &[u8]) -> Self {
+        Self(match u8::try_from(bytes.len()) {
+            Ok(len) if bytes.len() <= INLINE => {
+                let mut inline = [0; INLINE];
+                inline[..bytes.len()].copy_from_slice(bytes);
+                Repr::Inline { len, bytes: inline }
+            }
+            _ => Repr::Heap(Box::from(bytes)),
+        })
+    }
+}
+
+/// Runs `use_packed` on `data` packed (in a per-thread buffer: packing allocates nothing
+/// once the thread has packed data as long before).
+pub(super) fn with_packed<R>(
+    data: &Data,
+    use_packed: impl FnOnce(&[u8]) -> R,
+) -> Result<R, StoreError> {
+    with_scratch(|out| {
+        pack_into(out, data.iter().map(|(key, value)| (key.as_str(), value)))?;
+        Ok(use_packed(out))
+    })
+}
+
 /// Packs `data`.
-pub(super) fn pack(data: &Data) -> Result<Box<[u8]>, StoreError> {
-    pack_entries(data.iter().map(|(key, value)| (key.as_str(), value)))
+#[cfg(test)]
+pub(super) fn pack(data: &Data) -> Result<Packed, StoreError> {
+    with_packed(data, |bytes| Packed::from(bytes))
 }
 
 /// Packs `entries` in key order, whatever order they come in: a [`Data`] map iterates in
 /// insertion order, not key order, when any crate in the build turns on serde_json's
 /// `preserve_order` feature.
-fn pack_entries<'a, I>(entries: I) -> Result<Box<[u8]>, StoreError>
+fn pack_into<'a, I>(out: &mut Vec<u8>, entries: I) -> Result<(), StoreError>
 where
     I: Iterator<Item = (&'a str, &'a Value)> + Clone,
 {
-    // Room for the keys, the lengths and short values, so that packing rarely reallocates.
-    let (mut room, mut in_order, mut previous) = (0, true, None);
+    let (mut in_order, mut previous) = (true, None);
     for (key, _) in entries.clone() {
-        room += key.len() + 8 + 16;
         in_order &= previous < Some(key);
         previous = Some(key);
     }
-    let mut out = Vec::with_capacity(room);
     if in_order {
         for (key, value) in entries {
-            push(&mut out, key, value)?;
+            push(out, key, value)?;
         }
     } else {
         let mut sorted: Vec<_> = entries.collect();
         sorted.sort_unstable_by_key(|&(key, _)| key);
         for (key, value) in sorted {
-            push(&mut out, key, value)?;
+            push(out, key, value)?;
         }
     }
-    Ok(out.into_boxed_slice())
+    Ok(())
 }
 
-/// Unpacks what [`pack`] or [`merge`] produced.
+/// Unpacks what [`with_packed`] or [`merge`] produced.
 pub(super) fn unpack(packed: &[u8]) -> Result<Data, StoreError> {
     let mut data = Data::new();
     for entry in Entries(packed) {
@@ -56,44 +110,40 @@ pub(super) fn unpack(packed: &[u8]) -> Result<Data, StoreError> {
 }
 
 /// Applies `changes` to `packed` as [`Changes::apply`] would to the unpacked data. The
-/// buffer is written over when its length does not change (a counter, a flag, a token of
-/// fixed length), so such a write allocates nothing; a damaged buffer is left as it was.
-pub(super) fn merge(packed: &mut Box<[u8]>, changes: &Changes) -> Result<(), StoreError> {
+/// buffer is written over when it can be (see [`Packed::set`]): a write that keeps the
+/// data's length (a counter, a flag, a token of fixed length) allocates nothing. A damaged
+/// buffer is left as it was.
+pub(super) fn merge(packed: &mut Packed, changes: &Changes) -> Result<(), StoreError> {
+    with_scratch(|out| {
+        merge_into(out, packed.as_bytes(), changes)?;
+        packed.set(out);
+        Ok(())
+    })
+}
+
+/// Runs `f` on an empty buffer kept per thread between calls.
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     thread_local! {
-        /// Where merges are written before they replace the buffer: kept between writes.
-        static MERGED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
-    /// A scratch buffer grown past this is freed after use, not kept per thread.
+    /// A buffer grown past this is freed after use, not kept per thread.
     const KEEP_AT_MOST: usize = 16 * 1024;
-    let on_scratch = MERGED.try_with(|scratch| {
+    let mut f = Some(f);
+    let on_scratch = SCRATCH.try_with(|scratch| {
         let mut scratch = scratch.try_borrow_mut().ok()?;
-        let merged = merge_via(&mut scratch, packed, changes);
+        scratch.clear();
+        let result = f.take().map(|f| f(&mut scratch));
         if scratch.capacity() > KEEP_AT_MOST {
             *scratch = Vec::new();
         }
-        Some(merged)
+        result
     });
-    match on_scratch {
-        Ok(Some(merged)) => merged,
-        // The thread is exiting, or (never, today) a merge is under way on it already.
-        _ => merge_via(&mut Vec::new(), packed, changes),
+    match (on_scratch, f) {
+        (Ok(Some(result)), _) => result,
+        // The thread is exiting, or the buffer is in use further up this thread's stack.
+        (_, Some(f)) => f(&mut Vec::new()),
+        (_, None) => unreachable!("`f` runs once: on the scratch buffer or on a new one"),
     }
-}
-
-/// [`merge`] through `out`.
-fn merge_via(
-    out: &mut Vec<u8>,
-    packed: &mut Box<[u8]>,
-    changes: &Changes,
-) -> Result<(), StoreError> {
-    out.clear();
-    merge_into(out, packed, changes)?;
-    if out.len() == packed.len() {
-        packed.copy_from_slice(out);
-    } else {
-        *packed = Box::from(out.as_slice());
-    }
-    Ok(())
 }
 
 fn merge_into(out: &mut Vec<u8>, packed: &[u8], changes: &Changes) -> Result<(), StoreError> {
@@ -248,8 +298,25 @@ mod tests {
 
     proptest! {
         #[test]
+        fn setting_packed_bytes_keeps_them(
+            first in prop::collection::vec(any::<u8>(), 0..64),
+            second in prop::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut packed = Packed::from(&first[..]);
+            prop_assert_eq!(packed.as_bytes(), &first[..]);
+            let heap_before = (!is_inline(&packed)).then(|| packed.as_bytes().as_ptr());
+            packed.set(&second);
+            prop_assert_eq!(packed.as_bytes(), &second[..]);
+            prop_assert_eq!(is_inline(&packed), second.len() <= INLINE);
+            if first.len() == second.len() && heap_before.is_some() {
+                // An allocation of the same length is written over.
+                prop_assert_eq!(Some(packed.as_bytes().as_ptr()), heap_before);
+            }
+        }
+
+        #[test]
         fn unpack_inverts_pack(data in data()) {
-            prop_assert_eq!(unpack(&pack(&data).unwrap()).unwrap(), data);
+            prop_assert_eq!(unpack(pack(&data).unwrap().as_bytes()).unwrap(), data);
         }
 
         #[test]
@@ -258,16 +325,20 @@ mod tests {
             changes.apply(&mut expected);
             let mut merged = pack(&data).unwrap();
             merge(&mut merged, &changes).unwrap();
-            prop_assert_eq!(unpack(&merged).unwrap(), expected.clone());
+            prop_assert_eq!(unpack(merged.as_bytes()).unwrap(), expected.clone());
             // The same bytes as packing the result: keys stay in order, none twice.
-            prop_assert_eq!(merged, pack(&expected).unwrap());
+            let repacked = pack(&expected).unwrap();
+            prop_assert_eq!(merged.as_bytes(), repacked.as_bytes());
         }
 
         /// What a map in insertion order (serde_json's `preserve_order`) would hand over.
         #[test]
         fn packing_does_not_depend_on_the_maps_order(data in data()) {
             let reversed = data.iter().rev().map(|(key, value)| (key.as_str(), value));
-            prop_assert_eq!(pack_entries(reversed).unwrap(), pack(&data).unwrap());
+            let mut packed = Vec::new();
+            pack_into(&mut packed, reversed).unwrap();
+            let in_order = pack(&data).unwrap();
+            prop_assert_eq!(&packed[..], in_order.as_bytes());
         }
 
         #[test]
@@ -275,9 +346,9 @@ mod tests {
             let _ = unpack(&bytes);
             let mut changes = Changes::default();
             changes.set("k", json!(1));
-            let mut packed = bytes.clone().into_boxed_slice();
+            let mut packed = Packed::from(&bytes[..]);
             if merge(&mut packed, &changes).is_err() {
-                prop_assert_eq!(&packed[..], &bytes[..]);
+                prop_assert_eq!(packed.as_bytes(), &bytes[..]);
             }
         }
     }
@@ -288,19 +359,20 @@ mod tests {
         data.insert("page_views".into(), json!(1));
         data.insert("user".into(), json!("ada"));
         let mut packed = pack(&data).unwrap();
-        let before = packed.as_ptr();
+        assert!(packed.as_bytes().len() > INLINE, "on the heap");
+        let before = packed.as_bytes().as_ptr();
         let mut changes = Changes::default();
         changes.set("page_views", json!(2));
         merge(&mut packed, &changes).unwrap();
-        assert_eq!(packed.as_ptr(), before, "written over in place");
+        assert_eq!(packed.as_bytes().as_ptr(), before, "written over in place");
         data.insert("page_views".into(), json!(2));
-        assert_eq!(unpack(&packed).unwrap(), data);
+        assert_eq!(unpack(packed.as_bytes()).unwrap(), data);
 
         // Longer: a new buffer of the new length.
         changes.set("page_views", json!(10));
         merge(&mut packed, &changes).unwrap();
         data.insert("page_views".into(), json!(10));
-        assert_eq!(packed, pack(&data).unwrap());
+        assert_eq!(packed.as_bytes(), pack(&data).unwrap().as_bytes());
     }
 
     #[test]
@@ -316,7 +388,7 @@ mod tests {
                 merge(&mut packed, &changes).unwrap();
                 let mut expected = Data::new();
                 expected.insert("k".into(), json!(1));
-                assert_eq!(unpack(&packed).unwrap(), expected);
+                assert_eq!(unpack(packed.as_bytes()).unwrap(), expected);
             }
         }
         thread_local! {
@@ -345,15 +417,54 @@ mod tests {
         merge(&mut small, &changes).unwrap();
         let mut expected = Data::new();
         expected.insert("k".into(), json!(1));
-        assert_eq!(unpack(&small).unwrap(), expected);
+        assert_eq!(unpack(small.as_bytes()).unwrap(), expected);
     }
 
     #[test]
     fn a_one_key_session_packs_small() {
         let mut data = Data::new();
         data.insert("page_views".into(), json!(1));
-        // 4 + 10 + 4 + 1: fits a 32-byte allocation with the allocator's header.
-        assert_eq!(pack(&data).unwrap().len(), 19);
+        // 4 + 10 + 4 + 1: kept inline, with no allocation of its own.
+        let packed = pack(&data).unwrap();
+        assert_eq!(packed.as_bytes().len(), 19);
+        assert!(is_inline(&packed));
+    }
+
+    /// Whether `packed` keeps its bytes within itself.
+    fn is_inline(packed: &Packed) -> bool {
+        let start = std::ptr::from_ref(packed).cast::<u8>();
+        let within = start..start.wrapping_add(std::mem::size_of::<Packed>());
+        within.contains(&packed.as_bytes().as_ptr())
+    }
+
+    #[test]
+    fn short_data_is_inline_and_longer_data_on_the_heap() {
+        for len in [0, 1, INLINE - 1, INLINE] {
+            assert!(is_inline(&Packed::from(&vec![7; len][..])), "{len} bytes");
+        }
+        for len in [INLINE + 1, 255, 256, 10_000] {
+            assert!(!is_inline(&Packed::from(&vec![7; len][..])), "{len} bytes");
+        }
+        // The slot of the shard's vector has room for it (see `an_entry_is_small`).
+        assert!(std::mem::size_of::<Packed>() <= 24);
+    }
+
+    #[test]
+    fn packing_works_while_the_buffer_is_in_use() {
+        // A merge inside the closure finds the thread's buffer borrowed and uses its own.
+        let mut data = Data::new();
+        data.insert("a".into(), json!("x".repeat(40)));
+        let outer = with_packed(&data, |bytes| {
+            let mut inner = Packed::from(bytes);
+            let mut changes = Changes::default();
+            changes.set("b", json!(2));
+            merge(&mut inner, &changes).unwrap();
+            (bytes.to_vec(), unpack(inner.as_bytes()).unwrap())
+        })
+        .unwrap();
+        assert_eq!(unpack(&outer.0).unwrap(), data);
+        data.insert("b".into(), json!(2));
+        assert_eq!(outer.1, data);
     }
 
     #[test]
@@ -361,6 +472,7 @@ mod tests {
         let mut data = Data::new();
         data.insert("k".into(), json!("value"));
         let packed = pack(&data).unwrap();
+        let packed = packed.as_bytes();
         let error = unpack(&packed[..packed.len() - 1]).unwrap_err();
         assert!(matches!(error, StoreError::Decode(_)));
     }
