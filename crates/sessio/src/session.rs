@@ -599,7 +599,10 @@ impl Session {
                 Some(meta) => meta.expires_at,
                 None => now,
             };
-            cookie.set_cookie(&settings.keys.sign(id), https, expires_at, now)
+            let keys = &settings.keys;
+            keys.signed(id, |signed| {
+                cookie.set_cookie(signed, https, expires_at, now)
+            })
         })
     }
 }

@@ -129,17 +129,17 @@ impl KeyRing {
     /// # Ok::<(), sessio::SecretError>(())
     /// ```
     pub fn sign(&self, id: &SessionId) -> String {
+        self.signed(id, |parts| parts.concat())
+    }
+
+    /// Hands `use_signed` what [`sign`](Self::sign) returns, in the pieces it joins
+    /// (`"s:"`, the id, `"."`, the signature), without allocating.
+    pub(crate) fn signed<R>(&self, id: &SessionId, use_signed: impl FnOnce(&[&str]) -> R) -> R {
         let id = id.as_str();
-        let mut out = String::with_capacity(2 + id.len() + 1 + MAC_LEN);
-        out.push_str("s:");
-        out.push_str(id);
-        out.push('.');
         let mut text = [0u8; MAC_LEN + 1];
         // Base64 is ASCII, so this always holds.
-        if let Ok(text) = std::str::from_utf8(mac_text(mac(&self.keys[0], id), &mut text)) {
-            out.push_str(text);
-        }
-        out
+        let signature = std::str::from_utf8(mac_text(mac(&self.keys[0], id), &mut text));
+        use_signed(&["s:", id, ".", signature.unwrap_or_default()])
     }
 
     /// The id in a signed value (as [`sign`](Self::sign) makes it), if any of the secrets

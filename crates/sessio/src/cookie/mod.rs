@@ -280,11 +280,11 @@ impl CookieConfig {
         }
     }
 
-    /// The `Set-Cookie` value carrying `value` (already signed), for a session that
-    /// expires at `expires_at`.
+    /// The `Set-Cookie` value carrying `value` (already signed, given in pieces to be
+    /// joined), for a session that expires at `expires_at`.
     pub(crate) fn set_cookie(
         &self,
-        value: &str,
+        value: &[&str],
         https: bool,
         expires_at: SystemTime,
         now: SystemTime,
@@ -301,16 +301,44 @@ impl CookieConfig {
     /// The `Set-Cookie` value that makes the browser drop the cookie: same name, path and
     /// domain, empty value, expired.
     pub(crate) fn clear_cookie(&self, https: bool, now: SystemTime) -> String {
-        self.render("", https, Some(Duration::ZERO), now)
+        self.render(&[], https, Some(Duration::ZERO), now)
     }
 
+    /// The `Set-Cookie` value, in a string of its exact length: it becomes the header's
+    /// bytes as it is, where spare capacity would cost the header another allocation.
     fn render(
         &self,
-        value: &str,
+        value: &[&str],
         https: bool,
         max_age: Option<Duration>,
         now: SystemTime,
     ) -> String {
+        thread_local! {
+            /// Where values are written first, kept between calls.
+            static RENDERING: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        let on_scratch = RENDERING.try_with(|rendering| {
+            let mut rendering = rendering.try_borrow_mut().ok()?;
+            rendering.clear();
+            self.render_into(&mut rendering, value, https, max_age, now);
+            Some(String::from(rendering.as_str()))
+        });
+        on_scratch.ok().flatten().unwrap_or_else(|| {
+            // The thread is exiting.
+            let mut out = String::new();
+            self.render_into(&mut out, value, https, max_age, now);
+            out
+        })
+    }
+
+    fn render_into(
+        &self,
+        out: &mut String,
+        value: &[&str],
+        https: bool,
+        max_age: Option<Duration>,
+        now: SystemTime,
+    ) {
         let secure = self.is_secure(https);
         let same_site = self.same_site(secure);
         let expires = max_age.map(|max_age| {
@@ -321,60 +349,60 @@ impl CookieConfig {
             };
             (max_age.as_secs(), at)
         });
-        // One string, no formatter machinery: this runs for every new session.
-        let mut out = String::with_capacity(self.name.len() + 3 * value.len() + 160);
+        // No formatter machinery: this runs for every new session.
         out.push_str(&self.name);
         out.push('=');
-        push_encoded(&mut out, value);
+        for piece in value {
+            push_encoded(out, piece);
+        }
         let domain = self.domain.as_deref();
         let priority = self.priority.map(Priority::as_str);
         if self.express_format {
             // express-session's order, and `Expires` without `Max-Age`.
             if let Some(domain) = domain {
-                attribute(&mut out, "Domain", domain);
+                attribute(out, "Domain", domain);
             }
-            attribute(&mut out, "Path", &self.path);
+            attribute(out, "Path", &self.path);
             if let Some((_, at)) = expires {
-                push_expires(&mut out, at);
+                push_expires(out, at);
             }
             if self.http_only {
-                attribute(&mut out, "HttpOnly", "");
+                attribute(out, "HttpOnly", "");
             }
             if secure {
-                attribute(&mut out, "Secure", "");
+                attribute(out, "Secure", "");
             }
             if self.partitioned {
-                attribute(&mut out, "Partitioned", "");
+                attribute(out, "Partitioned", "");
             }
             if let Some(priority) = priority {
-                attribute(&mut out, "Priority", priority);
+                attribute(out, "Priority", priority);
             }
-            attribute(&mut out, "SameSite", same_site);
+            attribute(out, "SameSite", same_site);
         } else {
             if self.http_only {
-                attribute(&mut out, "HttpOnly", "");
+                attribute(out, "HttpOnly", "");
             }
-            attribute(&mut out, "SameSite", same_site);
+            attribute(out, "SameSite", same_site);
             if self.partitioned {
-                attribute(&mut out, "Partitioned", "");
+                attribute(out, "Partitioned", "");
             }
             if secure {
-                attribute(&mut out, "Secure", "");
+                attribute(out, "Secure", "");
             }
-            attribute(&mut out, "Path", &self.path);
+            attribute(out, "Path", &self.path);
             if let Some(domain) = domain {
-                attribute(&mut out, "Domain", domain);
+                attribute(out, "Domain", domain);
             }
             if let Some((secs, at)) = expires {
                 out.push_str("; Max-Age=");
-                push_number(&mut out, secs, 1);
-                push_expires(&mut out, at);
+                push_number(out, secs, 1);
+                push_expires(out, at);
             }
             if let Some(priority) = priority {
-                attribute(&mut out, "Priority", priority);
+                attribute(out, "Priority", priority);
             }
         }
-        out
     }
 }
 
@@ -495,12 +523,70 @@ mod tests {
     #[test]
     fn renders_secure_defaults() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let header =
-            CookieConfig::default().set_cookie("s:a.b", false, now + Duration::from_secs(60), now);
+        let header = CookieConfig::default().set_cookie(
+            &["s:a.b"],
+            false,
+            now + Duration::from_secs(60),
+            now,
+        );
         assert_eq!(
             header,
             "id=s%3Aa.b; HttpOnly; SameSite=Lax; Path=/; Max-Age=60; Expires=Tue, 14 Nov 2023 22:14:20 GMT"
         );
+    }
+
+    #[test]
+    fn a_rendered_value_has_no_spare_capacity() {
+        // So that the header takes its bytes over without allocating again.
+        let now = SystemTime::UNIX_EPOCH;
+        let cookie = CookieConfig::default();
+        for value in [&[][..], &["s:a.b"], &["s:", &"x".repeat(300), ".", "sig"]] {
+            let header = cookie.set_cookie(value, false, now, now);
+            assert_eq!(header.capacity(), header.len(), "{header}");
+        }
+        let cleared = cookie.clear_cookie(false, now);
+        assert_eq!(cleared.capacity(), cleared.len());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn pieces_render_as_their_join(pieces in proptest::collection::vec(".{0,12}", 0..5)) {
+            let now = SystemTime::UNIX_EPOCH;
+            let cookie = CookieConfig::default();
+            let parts: Vec<&str> = pieces.iter().map(String::as_str).collect();
+            proptest::prop_assert_eq!(
+                cookie.set_cookie(&parts, false, now, now),
+                cookie.set_cookie(&[&pieces.concat()], false, now, now)
+            );
+        }
+    }
+
+    #[test]
+    fn a_cookie_renders_while_its_thread_exits() {
+        struct RendersOnDrop;
+        impl Drop for RendersOnDrop {
+            fn drop(&mut self) {
+                let now = SystemTime::UNIX_EPOCH;
+                let header = CookieConfig::default()
+                    .with_lifetime(CookieLifetime::BrowserSession)
+                    .set_cookie(&["s:a.b"], false, now, now);
+                assert_eq!(header, "id=s%3Aa.b; HttpOnly; SameSite=Lax; Path=/");
+            }
+        }
+        thread_local! {
+            static GUARD: RendersOnDrop = const { RendersOnDrop };
+        }
+        std::thread::spawn(|| {
+            // Destructors run in the reverse order of first use: the guard's runs after the
+            // rendering buffer's.
+            GUARD.with(|_| {});
+            let now = SystemTime::UNIX_EPOCH;
+            let _ = CookieConfig::default()
+                .with_lifetime(CookieLifetime::BrowserSession)
+                .set_cookie(&[], false, now, now);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
@@ -514,7 +600,7 @@ mod tests {
             .with_partitioned(true)
             .with_priority(Priority::High)
             .with_lifetime(CookieLifetime::BrowserSession)
-            .set_cookie("v", false, now, now);
+            .set_cookie(&["v"], false, now, now);
         assert_eq!(
             header,
             "id=v; HttpOnly; SameSite=None; Partitioned; Secure; Path=/; Domain=example.com; Priority=High"
@@ -536,7 +622,7 @@ mod tests {
         let mut cookie = CookieConfig::default().with_name("connect.sid").unwrap();
         cookie.express_format = true;
         assert_eq!(
-            cookie.set_cookie("s:a.b", false, now + Duration::from_secs(60), now),
+            cookie.set_cookie(&["s:a.b"], false, now + Duration::from_secs(60), now),
             "connect.sid=s%3Aa.b; Path=/; Expires=Tue, 14 Nov 2023 22:14:20 GMT; HttpOnly; SameSite=Lax"
         );
         let mut full = CookieConfig::default()
@@ -547,7 +633,7 @@ mod tests {
             .with_lifetime(CookieLifetime::BrowserSession);
         full.express_format = true;
         assert_eq!(
-            full.set_cookie("v", true, now, now),
+            full.set_cookie(&["v"], true, now, now),
             "id=v; Domain=example.com; Path=/; HttpOnly; Secure; Partitioned; Priority=High; SameSite=Lax"
         );
         let mut expires = String::new();
