@@ -1,8 +1,9 @@
-//! Session data packed into one allocation: for each key, in key order, the key's length
+//! Session data packed into one buffer: for each key, in key order, the key's length
 //! (`u32`, little-endian), the key, the value's length and the value as JSON text.
 //!
 //! A map of values costs a node, a string per key and often more per value; this costs
-//! one buffer, and a write merges its changes into it without parsing the values it keeps.
+//! one buffer (none of its own when short: see [`Packed`]), and a write merges its changes
+//! into it without parsing the values it keeps.
 
 use std::cell::RefCell;
 
@@ -33,10 +34,14 @@ impl Packed {
     /// Becomes `bytes`, written over the current storage when it fits: an allocation of
     /// the same length is kept (writing into it costs less than freeing it, which reads the
     /// allocation's header, far in memory when the store is large).
-    pub(super) fn set(&mut self, bytes: &[u8]) {
-        match &mut self.0 {
-            Repr::Heap(heap) if heap.len() == bytes.len() => heap.copy_from_slice(bytes),
-            _ => *self = Self::from(bytes),
+    pub(super) fn set(&mut self, new: &[u8]) {
+        match (&mut self.0, u8::try_from(new.len())) {
+            (Repr::Heap(heap), _) if heap.len() == new.len() => heap.copy_from_slice(new),
+            (Repr::Inline { len, bytes }, Ok(new_len)) if new.len() <= INLINE => {
+                bytes[..new.len()].copy_from_slice(new);
+                *len = new_len;
+            }
+            _ => *self = Self::from(new),
         }
     }
 }
