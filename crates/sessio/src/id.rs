@@ -22,23 +22,22 @@ use rand::Rng as _;
 /// assert_eq!(format!("{id:?}"), "SessionId(<redacted>)");
 /// ```
 #[derive(Clone)]
-pub struct SessionId(Arc<Inner>);
-
-struct Inner {
-    raw: Box<str>,
-    /// Its storage key, computed once however many store calls a request makes.
+pub struct SessionId {
+    raw: Arc<str>,
+    /// Its storage key, computed once however many store calls a request makes (a clone
+    /// takes it along once computed).
     storage_key: OnceLock<[u8; 32]>,
 }
 
 impl SessionId {
     /// The raw id. Treat it as a secret.
     pub fn as_str(&self) -> &str {
-        &self.0.raw
+        &self.raw
     }
 
     /// The SHA-256 of the id; see [`storage_key`](crate::store::storage_key).
     pub(crate) fn storage_key(&self) -> [u8; 32] {
-        *self.0.storage_key.get_or_init(|| {
+        *self.storage_key.get_or_init(|| {
             use sha2::Digest as _;
             sha2::Sha256::digest(self.as_str().as_bytes()).into()
         })
@@ -47,22 +46,22 @@ impl SessionId {
 
 impl From<String> for SessionId {
     fn from(value: String) -> Self {
-        Self::from(value.into_boxed_str())
+        Self::from(value.as_str())
     }
 }
 
 impl From<Box<str>> for SessionId {
     fn from(raw: Box<str>) -> Self {
-        Self(Arc::new(Inner {
-            raw,
-            storage_key: OnceLock::new(),
-        }))
+        Self::from(&*raw)
     }
 }
 
 impl From<&str> for SessionId {
     fn from(value: &str) -> Self {
-        Self::from(Box::<str>::from(value))
+        Self {
+            raw: Arc::from(value),
+            storage_key: OnceLock::new(),
+        }
     }
 }
 
@@ -155,7 +154,11 @@ impl IdGenerator for RandomIdGenerator {
         // CSPRNG: as unpredictable as asking the OS each time, without a system call per
         // session. It panics only if the OS source fails, where no session could be safe.
         rand::rng().fill_bytes(buf);
-        SessionId::from(URL_SAFE_NO_PAD.encode(buf))
+        // 64 bytes take 86 characters.
+        let mut text = [0u8; 88];
+        let written = URL_SAFE_NO_PAD.encode_slice(buf, &mut text).unwrap_or(0);
+        // Base64 is ASCII, so this always holds.
+        SessionId::from(std::str::from_utf8(&text[..written]).unwrap_or_default())
     }
 }
 
@@ -187,6 +190,15 @@ mod tests {
     fn byte_count_is_clamped_to_at_least_128_bits() {
         let id = RandomIdGenerator::with_bytes(4).generate();
         assert_eq!(URL_SAFE_NO_PAD.decode(id.as_str()).unwrap().len(), 16);
+    }
+
+    #[test]
+    fn every_byte_count_encodes_whole() {
+        for bytes in 0..=100 {
+            let id = RandomIdGenerator::with_bytes(bytes).generate();
+            let expected = bytes.clamp(16, 64);
+            assert_eq!(URL_SAFE_NO_PAD.decode(id.as_str()).unwrap().len(), expected);
+        }
     }
 
     #[test]
