@@ -140,9 +140,9 @@ const MAX_SHARDS: usize = 16;
 /// - **Expiring**: expired sessions are never returned; each new session drops the expired
 ///   ones among those it looks at, and [`ExpiredCleanup`](super::ExpiredCleanup) or
 ///   [`SessionStore::delete_expired`] sweeps the rest without any request reading them.
-/// - **Compact**: a session with a few small values takes about 110 to 150 bytes in all;
-///   its data is kept packed, each value as JSON text, within the session's slot when it
-///   packs into 22 bytes (a user id, a counter).
+/// - **Compact**: its data is kept packed, each value as JSON text, and within the
+///   session's own slot when it packs into 22 bytes (a user id, a counter): such a session
+///   takes about 100 bytes in all, one with a few small values about 150.
 /// - **Concurrent**: every operation on a session is atomic.
 ///
 /// Sessions live only as long as the process and are not shared between processes: use
