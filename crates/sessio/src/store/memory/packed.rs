@@ -31,7 +31,7 @@ impl Packed {
         }
     }
 
-    /// Becomes `bytes`, written over the current storage when it fits: an allocation of
+    /// Becomes `new`, written over the current storage when it fits: an allocation of
     /// the same length is kept (writing into it costs less than freeing it, which reads the
     /// allocation's header, far in memory when the store is large).
     pub(super) fn set(&mut self, new: &[u8]) {
