@@ -130,9 +130,25 @@ fn duration_millis(duration: Duration) -> i64 {
 /// Built as one command, not through `redis::ScriptInvocation`, which copies every argument
 /// once more into a command of its own (3,500 instructions per write, in `bench/run
 /// instructions`); [`RedisStore::eval`] loads the script when Redis lost it.
-fn write_script(script: &Script, key: &str, meta: &Meta) -> Cmd {
-    let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash())
+///
+/// `fields` names the data keys to follow (the command's buffers are sized for them once,
+/// where a command grown argument by argument reallocates them several times).
+fn write_script<'a>(
+    script: &Script,
+    key: &str,
+    meta: &Meta,
+    fields: impl Iterator<Item = &'a str>,
+) -> Cmd {
+    // A name and a short value per key, the own expiry's two pairs (when it has one), the
+    // update's flags and count.
+    let (mut args, mut bytes) = (7 + 4 + 2, 7 + 40 + 1 + key.len() + 3 * 13 + 4 * 13 + 4);
+    for field in fields {
+        args += 2;
+        bytes += DATA_PREFIX.len() + field.len() + 16;
+    }
+    let mut cmd = Cmd::with_capacity(args, bytes);
+    cmd.arg("EVALSHA")
+        .arg(script.get_hash())
         .arg(1)
         .arg(key)
         .arg(unix_millis(meta.last_active))
@@ -445,7 +461,8 @@ pub(crate) async fn create(
     let meta = &record.meta;
     let script = scripts::create();
     // A session whose expiry is at or before the new one's start is gone.
-    let mut eval = write_script(script, &key, meta);
+    let names = record.data.keys().map(String::as_str);
+    let mut eval = write_script(script, &key, meta, names);
     for (field, value) in expiry_pairs(meta).into_iter().flatten() {
         eval.arg(field).arg(value);
     }
@@ -470,9 +487,10 @@ pub(crate) async fn load(
     let key = &session_key(store.key_prefix(), id);
     store
         .load_through_cache(key, now, |mut conn| async move {
-            let reply = store
-                .bounded(redis::cmd("HGETALL").arg(key).query_async(&mut conn))
-                .await?;
+            // Sized once: `redis::cmd` would grow it as the key goes in.
+            let mut hgetall = Cmd::with_capacity(2, "HGETALL".len() + key.len());
+            hgetall.arg("HGETALL").arg(key);
+            let reply = store.bounded(hgetall.query_async(&mut conn)).await?;
             decode(reply, now).map_err(|e| StoreError::Decode(Box::new(e)))
         })
         .await
@@ -497,7 +515,7 @@ pub(crate) async fn write(
         Some(_) => Caller::Tracking,
         None => Caller::Plain,
     });
-    let mut eval = write_script(script, &key, meta);
+    let mut eval = write_script(script, &key, meta, entries().map(|(name, _)| name));
     eval.arg(flags).arg(removed);
     for (name, _) in entries().filter(|(_, value)| value.is_none()) {
         eval.arg(DataField(name));
