@@ -317,11 +317,17 @@ impl CookieConfig {
             /// Where values are written first, kept between calls.
             static RENDERING: RefCell<String> = const { RefCell::new(String::new()) };
         }
+        /// A buffer grown past this (browsers keep no cookie this long) is not kept.
+        const KEEP_AT_MOST: usize = 4096;
         let on_scratch = RENDERING.try_with(|rendering| {
             let mut rendering = rendering.try_borrow_mut().ok()?;
             rendering.clear();
             self.render_into(&mut rendering, value, https, max_age, now);
-            Some(String::from(rendering.as_str()))
+            let rendered = String::from(rendering.as_str());
+            if rendering.capacity() > KEEP_AT_MOST {
+                *rendering = String::new();
+            }
+            Some(rendered)
         });
         on_scratch.ok().flatten().unwrap_or_else(|| {
             // The thread is exiting.
