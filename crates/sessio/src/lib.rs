@@ -47,6 +47,7 @@ mod expiry;
 pub mod express;
 mod id;
 mod policy;
+mod scratch;
 mod session;
 mod signing;
 pub mod store;

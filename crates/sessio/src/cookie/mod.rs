@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use time::OffsetDateTime;
 
+use crate::scratch::with_buffer;
+
 #[cfg(test)]
 pub(crate) use parse::encode_value;
 pub(crate) use parse::{find_cookie, push_encoded};
@@ -317,23 +319,10 @@ impl CookieConfig {
             /// Where values are written first, kept between calls.
             static RENDERING: RefCell<String> = const { RefCell::new(String::new()) };
         }
-        /// A buffer grown past this (browsers keep no cookie this long) is not kept.
-        const KEEP_AT_MOST: usize = 4096;
-        let on_scratch = RENDERING.try_with(|rendering| {
-            let mut rendering = rendering.try_borrow_mut().ok()?;
-            rendering.clear();
-            self.render_into(&mut rendering, value, https, max_age, now);
-            let rendered = String::from(rendering.as_str());
-            if rendering.capacity() > KEEP_AT_MOST {
-                *rendering = String::new();
-            }
-            Some(rendered)
-        });
-        on_scratch.ok().flatten().unwrap_or_else(|| {
-            // The thread is exiting.
-            let mut out = String::new();
-            self.render_into(&mut out, value, https, max_age, now);
-            out
+        // Browsers keep no cookie longer: a larger buffer is not kept.
+        with_buffer(&RENDERING, 4096, |rendering| {
+            self.render_into(rendering, value, https, max_age, now);
+            String::from(rendering.as_str())
         })
     }
 

@@ -9,6 +9,7 @@ use std::cell::RefCell;
 
 use serde_json::Value;
 
+use crate::scratch::with_buffer;
 use crate::store::{Changes, Data, StoreError};
 
 /// Packed data of this length or less is kept inline, where a heap allocation's pointer and
@@ -131,24 +132,8 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     thread_local! {
         static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
-    /// A buffer grown past this is freed after use, not kept per thread.
-    const KEEP_AT_MOST: usize = 16 * 1024;
-    let mut f = Some(f);
-    let on_scratch = SCRATCH.try_with(|scratch| {
-        let mut scratch = scratch.try_borrow_mut().ok()?;
-        scratch.clear();
-        let result = f.take().map(|f| f(&mut scratch));
-        if scratch.capacity() > KEEP_AT_MOST {
-            *scratch = Vec::new();
-        }
-        result
-    });
-    match (on_scratch, f) {
-        (Ok(Some(result)), _) => result,
-        // The thread is exiting, or the buffer is in use further up this thread's stack.
-        (_, Some(f)) => f(&mut Vec::new()),
-        (_, None) => unreachable!("`f` runs once: on the scratch buffer or on a new one"),
-    }
+    // Larger buffers are freed after use, not kept per thread.
+    with_buffer(&SCRATCH, 16 * 1024, f)
 }
 
 fn merge_into(out: &mut Vec<u8>, packed: &[u8], changes: &Changes) -> Result<(), StoreError> {
