@@ -223,61 +223,39 @@ fn primaries(reply: Value) -> Result<Vec<Node>, RedisError> {
         .collect()
 }
 
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Single(conn) => conn.req_packed_command(cmd),
-            Conn::Cluster(conn) => conn.req_packed_command(cmd),
-        }
-    }
+/// `ConnectionLike` for an enum whose every variant holds a connection: each call goes to
+/// the variant's (redis has no impl for `dyn ConnectionLike` to delegate to instead).
+macro_rules! connection_like_by_variant {
+    ($enum:ident: $($variant:ident),+) => {
+        impl ConnectionLike for $enum {
+            fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+                match self {
+                    $($enum::$variant(conn) => conn.req_packed_command(cmd),)+
+                }
+            }
 
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
-        }
-    }
+            fn req_packed_commands<'a>(
+                &'a mut self,
+                pipeline: &'a Pipeline,
+                offset: usize,
+                count: usize,
+            ) -> RedisFuture<'a, Vec<Value>> {
+                match self {
+                    $($enum::$variant(conn) => conn.req_packed_commands(pipeline, offset, count),)+
+                }
+            }
 
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(conn) => conn.get_db(),
-            Conn::Cluster(conn) => conn.get_db(),
+            fn get_db(&self) -> i64 {
+                match self {
+                    $($enum::$variant(conn) => conn.get_db(),)+
+                }
+            }
         }
-    }
+    };
 }
 
-impl ConnectionLike for Via {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Via::Store(conn) => conn.req_packed_command(cmd),
-            Via::Tracking(conn) => conn.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Via::Store(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Via::Tracking(conn) => conn.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Via::Store(conn) => conn.get_db(),
-            Via::Tracking(conn) => conn.get_db(),
-        }
-    }
-}
+connection_like_by_variant!(Conn: Single, Cluster);
+connection_like_by_variant!(Via: Store, Tracking);
 
 /// Maps a Redis error onto the store contract's kinds; `limit` is the store's own limit.
 pub(crate) fn store_error(error: RedisError, limit: Duration) -> StoreError {
