@@ -139,12 +139,18 @@ fn write_script<'a>(
     meta: &Meta,
     fields: impl Iterator<Item = &'a str>,
 ) -> Cmd {
-    // A name and a short value per key, the own expiry's two pairs (when it has one), the
-    // update's flags and count.
-    let (mut args, mut bytes) = (7 + 4 + 2, 7 + 40 + 1 + key.len() + 3 * 13 + 4 * 13 + 4);
+    // Timestamps and the own expiry's durations take at most 13 digits in milliseconds;
+    // a value is guessed at 16 bytes of JSON (longer ones grow the buffer).
+    const NUMBER: usize = 13;
+    const VALUE: usize = 16;
+    // EVALSHA, the script's hash, the key count, the key and three timestamps; the own
+    // expiry's two pairs (when it has one); the update's flags and count.
+    let mut args = 7 + 4 + 2;
+    let mut bytes = "EVALSHA".len() + 40 + 1 + key.len() + 3 * NUMBER + 2 * (1 + NUMBER) + 2 * 2;
+    // A field and a value per data key.
     for field in fields {
         args += 2;
-        bytes += DATA_PREFIX.len() + field.len() + 16;
+        bytes += DATA_PREFIX.len() + field.len() + VALUE;
     }
     let mut cmd = Cmd::with_capacity(args, bytes);
     cmd.arg("EVALSHA")
