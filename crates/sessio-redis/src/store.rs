@@ -457,8 +457,12 @@ impl RedisStore {
     {
         match self.bounded(operation(conn.clone())).await {
             Err(StoreError::Backend(e)) if is_noscript(e.as_ref()) => {
-                self.bounded(script.load_async(&mut conn.clone())).await?;
-                self.bounded(operation(conn.clone())).await
+                // Rare, and boxed so that every call's future does not make room for it.
+                Box::pin(async {
+                    self.bounded(script.load_async(&mut conn.clone())).await?;
+                    self.bounded(operation(conn.clone())).await
+                })
+                .await
             }
             other => other,
         }
@@ -508,19 +512,22 @@ impl fmt::Debug for RedisStore {
     }
 }
 
+// The connect-redis layout's calls are boxed: its compare-and-set retries make its futures
+// about three times the native layout's, and every call's future, whichever layout it
+// runs, is as large as the larger of the two and is copied whole into its box.
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn create(&self, id: &SessionId, record: &Record) -> Result<CreateOutcome, StoreError> {
         match self.layout {
             Layout::Native => native::create(self, id, record).await,
-            Layout::ConnectRedis => connect_redis::create(self, id, record).await,
+            Layout::ConnectRedis => Box::pin(connect_redis::create(self, id, record)).await,
         }
     }
 
     async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
         match self.layout {
             Layout::Native => native::load(self, id, now).await,
-            Layout::ConnectRedis => connect_redis::load(self, id, now).await,
+            Layout::ConnectRedis => Box::pin(connect_redis::load(self, id, now)).await,
         }
     }
 
@@ -532,14 +539,16 @@ impl SessionStore for RedisStore {
     ) -> Result<WriteOutcome, StoreError> {
         match self.layout {
             Layout::Native => native::write(self, id, Some(changes), meta).await,
-            Layout::ConnectRedis => connect_redis::write(self, id, changes, meta).await,
+            Layout::ConnectRedis => Box::pin(connect_redis::write(self, id, changes, meta)).await,
         }
     }
 
     async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
         match self.layout {
             Layout::Native => native::write(self, id, None, meta).await,
-            Layout::ConnectRedis => connect_redis::write(self, id, &Changes::default(), meta).await,
+            Layout::ConnectRedis => {
+                Box::pin(connect_redis::write(self, id, &Changes::default(), meta)).await
+            }
         }
     }
 
@@ -627,6 +636,42 @@ fn parse_url(url: &str) -> Result<Target, ConnectError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn size_of_future<F: Future>(_: &F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    #[tokio::test]
+    async fn native_writes_do_not_carry_the_connect_redis_layouts_state() {
+        let Some(url) = sessio::testing::service_url("SESSIO_TEST_REDIS_URL") else {
+            return;
+        };
+        let store = RedisStore::connect(&url).await.expect("connect to Redis");
+        let id = SessionId::from("never-stored");
+        let now = SystemTime::now();
+        let meta = Meta {
+            created_at: now,
+            last_active: now,
+            expires_at: now,
+            expiry: None,
+        };
+        let changes = Changes::default();
+        // Neither future is polled: nothing reaches Redis.
+        let connect_redis = connect_redis::write(&store, &id, &changes, &meta);
+        let largest = size_of_future(&connect_redis);
+        let update = store.update(&id, &changes, &meta);
+        let touch = store.touch(&id, &meta);
+        assert!(
+            std::mem::size_of_val(&*update) < largest,
+            "update: {} bytes, connect-redis write {largest}",
+            std::mem::size_of_val(&*update)
+        );
+        assert!(
+            std::mem::size_of_val(&*touch) < largest,
+            "touch: {} bytes, connect-redis write {largest}",
+            std::mem::size_of_val(&*touch)
+        );
+    }
 
     #[test]
     fn single_server_urls_are_left_to_the_client() {
