@@ -659,17 +659,15 @@ mod tests {
         // Neither future is polled: nothing reaches Redis.
         let connect_redis = connect_redis::write(&store, &id, &changes, &meta);
         let largest = size_of_future(&connect_redis);
-        let update = store.update(&id, &changes, &meta);
-        let touch = store.touch(&id, &meta);
+        let update = std::mem::size_of_val(&*store.update(&id, &changes, &meta));
+        let touch = std::mem::size_of_val(&*store.touch(&id, &meta));
         assert!(
-            std::mem::size_of_val(&*update) < largest,
-            "update: {} bytes, connect-redis write {largest}",
-            std::mem::size_of_val(&*update)
+            update < largest,
+            "update: {update} bytes, connect-redis write {largest}"
         );
         assert!(
-            std::mem::size_of_val(&*touch) < largest,
-            "touch: {} bytes, connect-redis write {largest}",
-            std::mem::size_of_val(&*touch)
+            touch < largest,
+            "touch: {touch} bytes, connect-redis write {largest}"
         );
     }
 

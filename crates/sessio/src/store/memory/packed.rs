@@ -36,9 +36,9 @@ impl Packed {
     /// the same length is kept (writing into it costs less than freeing it, which reads the
     /// allocation's header, far in memory when the store is large).
     pub(super) fn set(&mut self, new: &[u8]) {
-        match (&mut self.0, u8::try_from(new.len())) {
+        match (&mut self.0, inline_len(new.len())) {
             (Repr::Heap(heap), _) if heap.len() == new.len() => heap.copy_from_slice(new),
-            (Repr::Inline { len, bytes }, Ok(new_len)) if new.len() <= INLINE => {
+            (Repr::Inline { len, bytes }, Some(new_len)) => {
                 bytes[..new.len()].copy_from_slice(new);
                 *len = new_len;
             }
@@ -49,15 +49,20 @@ impl Packed {
 
 impl From<&[u8]> for Packed {
     fn from(bytes: &[u8]) -> Self {
-        Self(match u8::try_from(bytes.len()) {
-            Ok(len) if bytes.len() <= INLINE => {
+        Self(match inline_len(bytes.len()) {
+            Some(len) => {
                 let mut inline = [0; INLINE];
                 inline[..bytes.len()].copy_from_slice(bytes);
                 Repr::Inline { len, bytes: inline }
             }
-            _ => Repr::Heap(Box::from(bytes)),
+            None => Repr::Heap(Box::from(bytes)),
         })
     }
+}
+
+/// The length to record for `len` bytes kept inline, or `None` when they do not fit.
+fn inline_len(len: usize) -> Option<u8> {
+    u8::try_from(len).ok().filter(|_| len <= INLINE)
 }
 
 /// Runs `use_packed` on `data` packed (in a per-thread buffer: packing allocates nothing
