@@ -70,10 +70,11 @@ pub enum MigrateError {
     /// Redis could not be asked (unreachable, timed out, or it failed).
     #[error("recording the session layout in Redis failed")]
     Store(#[source] StoreError),
-    /// The key prefix holds sessions in a layout this version does not know, most likely
-    /// written by a newer version of this crate. Nothing was changed.
+    /// The key prefix holds sessions in another layout than the store's: another
+    /// [`Layout`](crate::Layout), or one written by a newer version of this crate. Nothing
+    /// was changed.
     #[error(
-        "the sessions under this key prefix use layout {found:?}; this version only knows layout {expected:?}"
+        "the sessions under this key prefix use layout {found:?}; this store writes layout {expected:?}"
     )]
     UnknownLayout {
         /// The layout recorded in Redis.
@@ -82,15 +83,15 @@ pub enum MigrateError {
         expected: &'static str,
     },
     /// The store uses the [`ConnectRedis`](crate::Layout::ConnectRedis) layout, but
-    /// `{prefix}layout` marks the key prefix as holding sessio's
-    /// [`Native`](crate::Layout::Native) layout: the two cannot share a prefix. Nothing was
-    /// changed.
+    /// `{prefix}layout` marks the key prefix as holding one of sessio's own layouts
+    /// ([`Native`](crate::Layout::Native) or [`Compact`](crate::Layout::Compact)): the two
+    /// cannot share a prefix. Nothing was changed.
     #[error(
-        "the key prefix holds sessio's native session layout (version {found:?}); \
+        "the key prefix holds sessio's own session layout ({found:?}); \
          the connect-redis layout needs a prefix of its own"
     )]
     NativeLayoutFound {
-        /// The native layout version recorded in Redis.
+        /// The layout recorded in Redis.
         found: String,
     },
 }

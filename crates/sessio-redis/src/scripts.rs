@@ -1,7 +1,7 @@
 //! The Lua scripts behind every write: each touches one key, so each is atomic on a single
 //! server and in a cluster alike (a session lives in one hash slot).
 //!
-//! The native layout's scripts do the whole write in Redis. The connect-redis layout's
+//! The native and compact layouts' scripts do the whole write in Redis. The connect-redis layout's
 //! only compare and set: its value is JSON, and Redis's cjson would not write it back as
 //! it found it (empty arrays become `{}`, numbers are rounded to 14 digits), so the client
 //! computes the new value and the script stores it only if nobody wrote since.
@@ -111,6 +111,181 @@ end
 return 0
 ";
 
+/// The compact layout's value (see `layout::compact`): varints, the head and the entries.
+const COMPACT: &str = r"
+-- The unsigned LEB128 varint at `pos` of `s`, and the position after it; nil past the end.
+local function varint(s, pos)
+  local n, scale = 0, 1
+  while true do
+    local b = string.byte(s, pos)
+    if not b then
+      return nil
+    end
+    pos = pos + 1
+    if b < 128 then
+      return n + b * scale, pos
+    end
+    n = n + (b - 128) * scale
+    scale = scale * 128
+  end
+end
+local function varint_of(n)
+  local out = {}
+  while n >= 128 do
+    out[#out + 1] = string.char(n % 128 + 128)
+    n = math.floor(n / 128)
+  end
+  out[#out + 1] = string.char(n)
+  return table.concat(out)
+end
+local function unzigzag(n)
+  if n % 2 == 0 then
+    return n / 2
+  end
+  return -(n + 1) / 2
+end
+-- The session's expires_at (ms) and the position of its first data entry; nil when `s`
+-- does not start with a head.
+local function head(s)
+  local first, pos = varint(s, 1)
+  if not first then
+    return nil
+  end
+  local dl, de
+  dl, pos = varint(s, pos)
+  if not dl then
+    return nil
+  end
+  de, pos = varint(s, pos)
+  if not de then
+    return nil
+  end
+  if first % 2 == 1 then
+    local skipped
+    for _ = 1, 2 do
+      skipped, pos = varint(s, pos)
+      if not skipped then
+        return nil
+      end
+    end
+  end
+  return math.floor(first / 2) + unzigzag(dl) + unzigzag(de), pos
+end
+-- The entries from `pos` of `s`: names and values in order, and each name's index; nil
+-- when they are damaged.
+local function entries(s, pos)
+  local names, values, at = {}, {}, {}
+  while pos <= #s do
+    local len
+    len, pos = varint(s, pos)
+    if not len or pos + len - 1 > #s then
+      return nil
+    end
+    local name = string.sub(s, pos, pos + len - 1)
+    pos = pos + len
+    len, pos = varint(s, pos)
+    if not len or pos + len - 1 > #s then
+      return nil
+    end
+    names[#names + 1] = name
+    values[#names] = string.sub(s, pos, pos + len - 1)
+    at[name] = #names
+    pos = pos + len
+  end
+  return names, values, at
+end
+";
+
+/// KEYS[1] the session; ARGV[1] now (the new session's last_active, ms); ARGV[2] expires_at
+/// (ms); ARGV[3] the whole value.
+///
+/// Returns 0 when a live session holds the key (one whose expiry is after now, or whose
+/// value is not a compact session's); otherwise replaces whatever was there and returns 1.
+const COMPACT_CREATE: &str = r"
+local key = KEYS[1]
+local current = redis.call('GET', key)
+if current then
+  local e = head(current)
+  if not e or e > tonumber(ARGV[1]) then
+    return 0
+  end
+end
+redis.call('SET', key, ARGV[3], 'PXAT', ARGV[2])
+";
+
+/// KEYS[1] the session; ARGV[1] now (the new meta's last_active, ms); ARGV[2] expires_at
+/// (ms); ARGV[3] the new head; ARGV[4] 1 to remove every data key first, else 0; ARGV[5]
+/// how many keys to remove (n); ARGV[6..5+n] those keys; ARGV[6+n..] key/value pairs to
+/// set.
+///
+/// Returns 0, writing nothing, unless the session exists, is readable and has not expired
+/// at now. Used for `update` and (with no keys) `touch`, which keeps the data's bytes as
+/// they are.
+const COMPACT_UPDATE: &str = r"
+local key = KEYS[1]
+local current = redis.call('GET', key)
+if not current then
+  return 0
+end
+local e, data = head(current)
+if not e or e <= tonumber(ARGV[1]) then
+  return 0
+end
+local value
+if ARGV[4] == '0' and #ARGV == 5 then
+  value = ARGV[3] .. string.sub(current, data)
+else
+  local names, values, at = {}, {}, {}
+  if ARGV[4] == '0' then
+    names, values, at = entries(current, data)
+    if not names then
+      return 0
+    end
+  end
+  local removed = tonumber(ARGV[5])
+  for i = 6, 5 + removed do
+    local j = at[ARGV[i]]
+    if j then
+      values[j] = false
+    end
+  end
+  for i = 6 + removed, #ARGV, 2 do
+    local name = ARGV[i]
+    local j = at[name]
+    if not j then
+      j = #names + 1
+      names[j] = name
+      at[name] = j
+    end
+    values[j] = ARGV[i + 1]
+  end
+  local out = {ARGV[3]}
+  for j = 1, #names do
+    if values[j] then
+      local name, v = names[j], values[j]
+      out[#out + 1] = varint_of(#name) .. name .. varint_of(#v) .. v
+    end
+  end
+  value = table.concat(out)
+end
+redis.call('SET', key, value, 'PXAT', ARGV[2])
+";
+
+/// KEYS[1] a key found by SCAN; ARGV[1] now (ms). Removes it if it is a compact session
+/// whose expiry is at or before now; returns how many keys went (0 or 1).
+const COMPACT_DELETE_IF_EXPIRED: &str = r"
+local key = KEYS[1]
+if redis.call('TYPE', key).ok ~= 'string' then
+  return 0
+end
+local e = head(redis.call('GET', key))
+if e and e <= tonumber(ARGV[1]) then
+  redis.call('UNLINK', key)
+  return 1
+end
+return 0
+";
+
 /// KEYS[1] a session (connect-redis layout); ARGV[1] the SHA-1 (hex) of the value the
 /// caller computed from; then either ARGV[2] the new value and ARGV[3] its TTL in seconds,
 /// or nothing more to delete the session.
@@ -156,8 +331,10 @@ end
 return found
 ";
 
-fn writing(body: &str, end: &str) -> Script {
-    Script::new(&format!("{CHUNKED}{body}{end}"))
+/// A write script: `helpers` (the functions of its layout), `body`, and how it ends once
+/// it wrote.
+fn writing(helpers: &str, body: &str, end: &str) -> Script {
+    Script::new(&format!("{helpers}{body}{end}"))
 }
 
 /// Who runs a write script: whether its connection tracks keys for a client-side cache.
@@ -169,16 +346,37 @@ pub(crate) enum Caller {
 
 pub(crate) fn create() -> &'static Script {
     static SCRIPT: OnceLock<Script> = OnceLock::new();
-    SCRIPT.get_or_init(|| writing(CREATE, WROTE))
+    SCRIPT.get_or_init(|| writing(CHUNKED, CREATE, WROTE))
 }
 
 pub(crate) fn update(caller: Caller) -> &'static Script {
     static PLAIN: OnceLock<Script> = OnceLock::new();
     static TRACKING: OnceLock<Script> = OnceLock::new();
     match caller {
-        Caller::Plain => PLAIN.get_or_init(|| writing(UPDATE, WROTE)),
-        Caller::Tracking => TRACKING.get_or_init(|| writing(UPDATE, WROTE_TRACKED)),
+        Caller::Plain => PLAIN.get_or_init(|| writing(CHUNKED, UPDATE, WROTE)),
+        Caller::Tracking => TRACKING.get_or_init(|| writing(CHUNKED, UPDATE, WROTE_TRACKED)),
     }
+}
+
+pub(crate) fn compact_create() -> &'static Script {
+    static SCRIPT: OnceLock<Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| writing(COMPACT, COMPACT_CREATE, WROTE))
+}
+
+pub(crate) fn compact_update(caller: Caller) -> &'static Script {
+    static PLAIN: OnceLock<Script> = OnceLock::new();
+    static TRACKING: OnceLock<Script> = OnceLock::new();
+    match caller {
+        Caller::Plain => PLAIN.get_or_init(|| writing(COMPACT, COMPACT_UPDATE, WROTE)),
+        Caller::Tracking => {
+            TRACKING.get_or_init(|| writing(COMPACT, COMPACT_UPDATE, WROTE_TRACKED))
+        }
+    }
+}
+
+pub(crate) fn compact_delete_if_expired() -> &'static Script {
+    static SCRIPT: OnceLock<Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| writing(COMPACT, COMPACT_DELETE_IF_EXPIRED, ""))
 }
 
 pub(crate) fn delete_if_expired() -> &'static Script {

@@ -12,14 +12,16 @@ use redis::{
     Value,
 };
 use sessio::store::{
-    with_timeout, Changes, CreateOutcome, Meta, Record, SessionStore, StoreError, WriteOutcome,
+    unix_millis, with_timeout, Changes, CreateOutcome, Meta, Record, SessionStore, StoreError,
+    WriteOutcome,
 };
 use sessio::SessionId;
 
-use crate::cache::{Cache, ClientCache, ClientCacheStats};
+use crate::cache::{Cache, Cached, ClientCache, ClientCacheStats};
 use crate::conn::{connect_error, store_error, Conn, Node, Via, CONNECT_LIMIT};
 use crate::error::{ConnectError, InvalidKeyPrefix, MigrateError};
-use crate::layout::{connect_redis, native, validate_prefix, Layout};
+use crate::layout::{compact, connect_redis, native, validate_prefix, Layout};
+use crate::scripts::{self, Caller};
 
 /// Keys asked for per SCAN step, and so the most sessions checked per round trip by
 /// [`SessionStore::delete_expired`].
@@ -35,6 +37,8 @@ const SCAN_BATCH: usize = 1000;
 /// requests writing different keys of a session all keep their writes, and a destroyed
 /// session is never written back.
 ///
+/// [`with_layout`](Self::with_layout)`(`[`Layout::Compact`]`)` keeps the same in one string
+/// per session under a shorter key, in a quarter less Redis memory.
 /// [`with_layout`](Self::with_layout)`(`[`Layout::ConnectRedis`]`)` lays sessions out as
 /// Node's connect-redis does instead, to share them with an express-session application,
 /// with the same guarantees (see [`Layout`]); its keys hold the raw session ids.
@@ -243,8 +247,8 @@ impl RedisStore {
     /// it trades: another instance's writes reach this one's cache when Redis's
     /// invalidation does, not at once.
     ///
-    /// In the [`Native`](Layout::Native) layout a changed session is then written with one
-    /// round trip and stays cached. In the [`ConnectRedis`](Layout::ConnectRedis) layout
+    /// In the [`Native`](Layout::Native) and [`Compact`](Layout::Compact) layouts a changed
+    /// session is then written with one round trip and stays cached. In the [`ConnectRedis`](Layout::ConnectRedis) layout
     /// reads are cached, and a write (a compare-and-set that reads the stored value first)
     /// drops the session from the cache until it is read again.
     ///
@@ -340,6 +344,137 @@ impl RedisStore {
         Ok(record)
     }
 
+    /// Runs `eval`, an `EVALSHA` of a create script on `key` that answers 1 when it stored
+    /// the session and 0 when a live one holds the key.
+    pub(crate) async fn create_key(
+        &self,
+        key: &str,
+        script: &Script,
+        eval: &Cmd,
+    ) -> Result<CreateOutcome, StoreError> {
+        let created: i64 = self.eval(&self.conn(), script, eval).await?;
+        if created != 1 {
+            return Ok(CreateOutcome::IdTaken);
+        }
+        // It may have replaced an expired session still cached.
+        self.forget_cached(key);
+        Ok(CreateOutcome::Created)
+    }
+
+    /// The session under `key`, read through the cache with `command` (`HGETALL`, `GET`:
+    /// one key, no other argument) and `decode`d.
+    pub(crate) async fn read_key<E>(
+        &self,
+        key: &str,
+        now: SystemTime,
+        command: &str,
+        decode: fn(Value, SystemTime) -> Result<Option<Record>, E>,
+    ) -> Result<Option<Record>, StoreError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.load_through_cache(key, now, |mut conn| async move {
+            // Sized once: `redis::cmd` would grow it as the key goes in.
+            let mut read = Cmd::with_capacity(2, command.len() + key.len());
+            read.arg(command).arg(key);
+            let reply = self.bounded(read.query_async(&mut conn)).await?;
+            decode(reply, now).map_err(|e| StoreError::Decode(Box::new(e)))
+        })
+        .await
+    }
+
+    /// Runs a write script on `key` (`command`, an `EVALSHA` of the script `script` picks
+    /// for the caller), keeping the cache in step: with a connected cache the write goes
+    /// over its tracking connection and, when it applied, the cached session takes
+    /// `changes` and `as_stored(meta)` (the write's meta as the layout keeps it); without
+    /// one the session is dropped from the cache before and after.
+    pub(crate) async fn write_through_cache(
+        &self,
+        key: &str,
+        script: fn(Caller) -> &'static Script,
+        command: impl FnOnce(&Script) -> Cmd,
+        changes: Option<&Changes>,
+        meta: &Meta,
+        as_stored: fn(&Meta) -> Meta,
+    ) -> Result<WriteOutcome, StoreError> {
+        let Some((cache, conn)) = self.tracking() else {
+            let script = script(Caller::Plain);
+            let eval = command(script);
+            self.forget_cached(key);
+            let outcome = write_outcome(self.eval(&self.conn(), script, &eval).await);
+            self.forget_cached(key);
+            return outcome;
+        };
+        let script = script(Caller::Tracking);
+        let eval = command(script);
+        let ticket = cache.before_write(key);
+        let outcome = write_outcome(self.eval(&conn, script, &eval).await);
+        // What the script did to the stored session, done to the cached one.
+        let applied =
+            matches!(outcome, Ok(WriteOutcome::Applied)).then_some(|session: &mut Cached| {
+                if let Some(changes) = changes {
+                    session.apply(changes);
+                }
+                session.set_meta(as_stored(meta));
+            });
+        cache.after_write(key, ticket, applied, meta.last_active);
+        outcome
+    }
+
+    /// Removes the session under `key` (in the layouts that hash its id).
+    pub(crate) async fn delete_key(&self, key: &str) -> Result<(), StoreError> {
+        self.forget_cached(key);
+        let mut conn = self.conn();
+        let removed: Result<i64, _> = self
+            .bounded(redis::cmd("UNLINK").arg(key).query_async(&mut conn))
+            .await;
+        // Also after: a read that began before the removal caches nothing.
+        self.forget_cached(key);
+        removed.map(drop)
+    }
+
+    /// Runs `script` (`KEYS[1]` a key, `ARGV[1]` now in milliseconds; it answers how many
+    /// keys it removed) on every key matching `pattern`, a batch per pipeline, and adds up
+    /// the answers.
+    pub(crate) async fn sweep(
+        &self,
+        pattern: &str,
+        script: &Script,
+        now: SystemTime,
+    ) -> Result<u64, StoreError> {
+        let now = unix_millis(now);
+        // Loaded on every node (in a cluster), so a whole batch can go as one pipeline.
+        self.load_script(script).await?;
+        self.scan_keys(pattern, |conn, node, keys| async move {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("EVALSHA")
+                    .arg(script.get_hash())
+                    .arg(1)
+                    .arg(key)
+                    .arg(now);
+            }
+            let replies = self.eval_pipeline_on(&conn, node, script, &pipe).await?;
+            Ok(replies
+                .iter()
+                .map(|reply| match reply {
+                    Value::Int(n) => u64::try_from(*n).unwrap_or(0),
+                    _ => 0,
+                })
+                .sum())
+        })
+        .await
+    }
+
+    /// Counts the keys matching `pattern` on every primary.
+    pub(crate) async fn count_keys(&self, pattern: &str) -> Result<u64, StoreError> {
+        self.scan_keys(pattern, |_, _, keys| {
+            let found = keys.len() as u64;
+            async move { Ok(found) }
+        })
+        .await
+    }
+
     /// Drops the session under `key` from the cache, if there is one (it was written or
     /// removed without the cache keeping up).
     pub(crate) fn forget_cached(&self, key: &str) {
@@ -363,9 +498,11 @@ impl RedisStore {
     ///   value and expiry, which takes one pass of `SCAN` over the database. Safe to run
     ///   from several instances at once; stop the instances still writing layout `1`
     ///   first, as what they write during and after the upgrade is not seen.
+    /// - [`Layout::Compact`]: records `{prefix}layout` = `compact-1`, or checks the one
+    ///   recorded, refusing a prefix that holds another layout.
     /// - [`Layout::ConnectRedis`]: writes nothing (connect-redis records no layout, and
     ///   Node would take any extra key under the prefix for a session); it checks that Redis
-    ///   answers and that the prefix is not marked as holding sessio's native layout.
+    ///   answers and that the prefix is not marked as holding one of sessio's layouts.
     ///
     /// Redis needs no schema, so this is cheap (but for that one upgrade).
     ///
@@ -379,6 +516,7 @@ impl RedisStore {
     pub async fn migrate(&self) -> Result<(), MigrateError> {
         match self.layout {
             Layout::Native => native::migrate(self).await,
+            Layout::Compact => compact::migrate(self).await,
             Layout::ConnectRedis => connect_redis::migrate(self).await,
         }
     }
@@ -520,6 +658,7 @@ impl SessionStore for RedisStore {
     async fn create(&self, id: &SessionId, record: &Record) -> Result<CreateOutcome, StoreError> {
         match self.layout {
             Layout::Native => native::create(self, id, record).await,
+            Layout::Compact => compact::create(self, id, record).await,
             Layout::ConnectRedis => Box::pin(connect_redis::create(self, id, record)).await,
         }
     }
@@ -527,6 +666,7 @@ impl SessionStore for RedisStore {
     async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
         match self.layout {
             Layout::Native => native::load(self, id, now).await,
+            Layout::Compact => compact::load(self, id, now).await,
             Layout::ConnectRedis => Box::pin(connect_redis::load(self, id, now)).await,
         }
     }
@@ -539,6 +679,7 @@ impl SessionStore for RedisStore {
     ) -> Result<WriteOutcome, StoreError> {
         match self.layout {
             Layout::Native => native::write(self, id, Some(changes), meta).await,
+            Layout::Compact => compact::write(self, id, Some(changes), meta).await,
             Layout::ConnectRedis => Box::pin(connect_redis::write(self, id, changes, meta)).await,
         }
     }
@@ -546,6 +687,7 @@ impl SessionStore for RedisStore {
     async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
         match self.layout {
             Layout::Native => native::write(self, id, None, meta).await,
+            Layout::Compact => compact::write(self, id, None, meta).await,
             Layout::ConnectRedis => {
                 Box::pin(connect_redis::write(self, id, &Changes::default(), meta)).await
             }
@@ -554,7 +696,14 @@ impl SessionStore for RedisStore {
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         match self.layout {
-            Layout::Native => native::delete(self, id).await,
+            Layout::Native => {
+                self.delete_key(&native::session_key(&self.prefix, id))
+                    .await
+            }
+            Layout::Compact => {
+                self.delete_key(&compact::session_key(&self.prefix, id))
+                    .await
+            }
             Layout::ConnectRedis => connect_redis::delete(self, id).await,
         }
     }
@@ -565,21 +714,45 @@ impl SessionStore for RedisStore {
     /// it was not written meanwhile, so that a session touched since stays.
     async fn delete_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
         match self.layout {
-            Layout::Native => native::delete_expired(self, now).await,
+            Layout::Native => {
+                let pattern = native::scan_pattern(&self.prefix);
+                self.sweep(&pattern, scripts::delete_if_expired(), now)
+                    .await
+            }
+            Layout::Compact => {
+                let pattern = compact::scan_pattern(&self.prefix);
+                self.sweep(&pattern, scripts::compact_delete_if_expired(), now)
+                    .await
+            }
             Layout::ConnectRedis => connect_redis::delete_expired(self, now).await,
         }
     }
 
-    /// Counts this prefix's session keys on every primary with SCAN, 1000 per round trip.
+    /// Counts this prefix's session keys on every primary with SCAN, 1000 per round trip
+    /// (in the connect-redis layout, every key under the prefix, as connect-redis's
+    /// `length` does).
     /// Redis drops expired sessions by itself, so this rarely includes any. While Redis
     /// resizes its key table, SCAN may report a key twice and the count may be high by a
     /// little.
     async fn count(&self) -> Result<u64, StoreError> {
         match self.layout {
-            Layout::Native => native::count(self).await,
-            Layout::ConnectRedis => connect_redis::count(self).await,
+            Layout::Native => self.count_keys(&native::scan_pattern(&self.prefix)).await,
+            Layout::Compact => self.count_keys(&compact::scan_pattern(&self.prefix)).await,
+            Layout::ConnectRedis => {
+                self.count_keys(&connect_redis::scan_pattern(&self.prefix))
+                    .await
+            }
         }
     }
+}
+
+/// A write script's answer: 1 when it wrote, 0 when the session was not there to write.
+fn write_outcome(reply: Result<i64, StoreError>) -> Result<WriteOutcome, StoreError> {
+    Ok(if reply? == 1 {
+        WriteOutcome::Applied
+    } else {
+        WriteOutcome::NotFound
+    })
 }
 
 fn is_noscript(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {

@@ -19,9 +19,19 @@ use common::{unique_prefix, Cleanup, PrivateRedis, Target};
 const PROPAGATION: Duration = Duration::from_secs(5);
 
 async fn cached_store(url: &str, prefix: &str, cache: ClientCache) -> RedisStore {
+    cached_store_in(Layout::Native, url, prefix, cache).await
+}
+
+async fn cached_store_in(
+    layout: Layout,
+    url: &str,
+    prefix: &str,
+    cache: ClientCache,
+) -> RedisStore {
     RedisStore::connect(url)
         .await
         .unwrap()
+        .with_layout(layout)
         .with_key_prefix(prefix)
         .unwrap()
         .with_client_cache(cache)
@@ -30,9 +40,14 @@ async fn cached_store(url: &str, prefix: &str, cache: ClientCache) -> RedisStore
 }
 
 async fn plain_store(url: &str, prefix: &str) -> RedisStore {
+    plain_store_in(Layout::Native, url, prefix).await
+}
+
+async fn plain_store_in(layout: Layout, url: &str, prefix: &str) -> RedisStore {
     RedisStore::connect(url)
         .await
         .unwrap()
+        .with_layout(layout)
         .with_key_prefix(prefix)
         .unwrap()
 }
@@ -89,12 +104,21 @@ async fn load_until(
 /// arrives, which the suite does not wait for).
 #[tokio::test]
 async fn a_cached_store_conforms() {
+    cached_store_conforms(Layout::Native).await;
+}
+
+#[tokio::test]
+async fn a_cached_store_conforms_in_the_compact_layout() {
+    cached_store_conforms(Layout::Compact).await;
+}
+
+async fn cached_store_conforms(layout: Layout) {
     let Some(Target::Single(url)) = Target::single() else {
         return;
     };
     let prefix = unique_prefix();
     let cleanup = Cleanup::new(vec![url.clone()], &prefix);
-    let store = cached_store(&url, &prefix, ClientCache::new()).await;
+    let store = cached_store_in(layout, &url, &prefix, ClientCache::new()).await;
     check_store(|| {
         let store = store.clone();
         async move { store }
@@ -177,6 +201,15 @@ async fn sessions_are_read_from_the_cache_and_written_in_one_round_trip() {
 
 #[tokio::test]
 async fn another_clients_writes_reach_the_cache() {
+    other_clients_writes_reach_the_cache(Layout::Native).await;
+}
+
+#[tokio::test]
+async fn another_clients_writes_reach_the_cache_in_the_compact_layout() {
+    other_clients_writes_reach_the_cache(Layout::Compact).await;
+}
+
+async fn other_clients_writes_reach_the_cache(layout: Layout) {
     let Some(Target::Single(url)) = Target::single() else {
         return;
     };
@@ -184,8 +217,8 @@ async fn another_clients_writes_reach_the_cache() {
     let cleanup = Cleanup::new(vec![url.clone()], &prefix);
     // Only an invalidation can refresh an entry within the test.
     let long = ClientCache::new().with_max_age(Duration::from_secs(3600));
-    let cached = cached_store(&url, &prefix, long).await;
-    let other = plain_store(&url, &prefix).await;
+    let cached = cached_store_in(layout, &url, &prefix, long).await;
+    let other = plain_store_in(layout, &url, &prefix).await;
     let id = SessionId::from("shared session");
     let t0 = now();
     other.create(&id, &record(t0, 1)).await.unwrap();
@@ -223,13 +256,22 @@ async fn another_clients_writes_reach_the_cache() {
 /// makes: afterwards the cache holds exactly what Redis holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writes_leave_the_cache_exact() {
+    concurrent_writes_leave_the_cache_exact_in(Layout::Native).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_leave_the_cache_exact_in_the_compact_layout() {
+    concurrent_writes_leave_the_cache_exact_in(Layout::Compact).await;
+}
+
+async fn concurrent_writes_leave_the_cache_exact_in(layout: Layout) {
     let Some(Target::Single(url)) = Target::single() else {
         return;
     };
     let prefix = unique_prefix();
     let cleanup = Cleanup::new(vec![url.clone()], &prefix);
-    let cached = cached_store(&url, &prefix, ClientCache::new()).await;
-    let plain = plain_store(&url, &prefix).await;
+    let cached = cached_store_in(layout, &url, &prefix, ClientCache::new()).await;
+    let plain = plain_store_in(layout, &url, &prefix).await;
     for round in 0..40u64 {
         let id = SessionId::from(format!("contended {round}"));
         let t0 = now();

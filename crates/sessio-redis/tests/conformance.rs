@@ -15,12 +15,12 @@ fn far_future() -> SystemTime {
     SystemTime::now() + Duration::from_secs(1000 * 86_400)
 }
 
-/// The suite on stores connected to `target` under a fresh prefix; afterwards everything it
-/// left is swept by the far future.
-async fn conforms(target: Target) {
+/// The suite on stores in `layout` connected to `target` under a fresh prefix; afterwards
+/// everything it left is swept by the far future.
+async fn conforms(target: Target, layout: Layout) {
     let prefix = unique_prefix();
     let cleanup = Cleanup::new(target.urls(), &prefix);
-    let with_prefix = || target.store(Layout::Native, &prefix);
+    let with_prefix = || target.store(layout, &prefix);
     check_store(with_prefix).await;
 
     let store = with_prefix().await;
@@ -35,7 +35,7 @@ async fn standalone_redis_conforms() {
     let Some(target) = Target::single() else {
         return;
     };
-    conforms(target).await;
+    conforms(target, Layout::Native).await;
 }
 
 #[tokio::test]
@@ -43,7 +43,23 @@ async fn redis_cluster_conforms() {
     let Some(target) = Target::cluster() else {
         return;
     };
-    conforms(target).await;
+    conforms(target, Layout::Native).await;
+}
+
+#[tokio::test]
+async fn standalone_redis_conforms_in_the_compact_layout() {
+    let Some(target) = Target::single() else {
+        return;
+    };
+    conforms(target, Layout::Compact).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_conforms_in_the_compact_layout() {
+    let Some(target) = Target::cluster() else {
+        return;
+    };
+    conforms(target, Layout::Compact).await;
 }
 
 /// Sessions spread over every primary, and `count` and `delete_expired` find them all.

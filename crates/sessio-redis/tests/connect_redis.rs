@@ -904,7 +904,7 @@ async fn migrate_writes_nothing_and_refuses_a_native_prefix() {
     match store.migrate().await {
         Err(error @ MigrateError::NativeLayoutFound { .. }) => {
             assert!(matches!(&error, MigrateError::NativeLayoutFound { found } if found == "2"));
-            assert!(error.to_string().contains("native"), "{error}");
+            assert!(error.to_string().contains("sessio's own"), "{error}");
         }
         other => panic!("migrate over a native prefix returned {other:?}"),
     }

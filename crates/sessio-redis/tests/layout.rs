@@ -44,14 +44,6 @@ async fn fixture() -> Option<Fixture> {
     Some(Fixture::new(Target::single()?, Layout::Native, unique_prefix()).await)
 }
 
-/// A plain connection to the one server.
-fn raw(target: &Target) -> redis::Connection {
-    redis::Client::open(target.urls()[0].as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn key_prefixes_are_validated() {
     let Some(url) = service_url("SESSIO_TEST_REDIS_URL") else {
@@ -117,7 +109,7 @@ async fn the_raw_session_id_is_in_no_key_or_field() {
         store.touch(id, &meta).await.unwrap();
     }
 
-    let mut conn = raw(&fx.target);
+    let mut conn = fx.target.raw();
     let keys = fx.keys();
     assert_eq!(keys.len(), ids.len());
     for key in &keys {
@@ -217,7 +209,7 @@ async fn the_session_expiry_is_kept_and_cleared_and_sets_the_ttl() {
     assert_eq!(loaded.meta.expiry, rec.meta.expiry);
 
     let key = fx.keys().remove(0);
-    let mut conn = raw(&fx.target);
+    let mut conn = fx.target.raw();
     let expire_at: i64 = redis::cmd("PEXPIRETIME")
         .arg(&key)
         .query(&mut conn)
@@ -280,7 +272,7 @@ async fn bad_stored_content_is_a_decode_error() {
     let id = RandomIdGenerator::default().generate();
     store.create(&id, &record(json!({"k": 1}))).await.unwrap();
     let key = fx.keys().remove(0);
-    let mut conn = raw(&fx.target);
+    let mut conn = fx.target.raw();
 
     let _: i64 = conn.hset(&key, "d:k", "{not json").unwrap();
     let error = store.load(&id, SystemTime::now()).await.unwrap_err();
@@ -302,7 +294,7 @@ async fn migrate_records_the_layout_and_refuses_an_unknown_one() {
     let store = &fx.store;
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
-    let mut conn = raw(&fx.target);
+    let mut conn = fx.target.raw();
     let layout_key = format!("{prefix}layout");
     let layout: String = conn.get(&layout_key).unwrap();
     assert_eq!(layout, "2");
@@ -406,7 +398,7 @@ async fn memory_per_session_is_reported() {
     let id = RandomIdGenerator::default().generate();
     store.create(&id, &record(json!({}))).await.unwrap();
     let key = fx.keys().remove(0);
-    let mut conn = raw(&fx.target);
+    let mut conn = fx.target.raw();
     let usage: i64 = redis::cmd("MEMORY")
         .arg("USAGE")
         .arg(&key)

@@ -54,7 +54,7 @@ pub(crate) fn session_key(prefix: &str, id: &SessionId) -> String {
 }
 
 /// connect-redis's `SCAN MATCH` pattern: every key under the prefix.
-fn scan_pattern(prefix: &str) -> String {
+pub(crate) fn scan_pattern(prefix: &str) -> String {
     // The prefix holds no glob characters (see `validate_prefix`).
     format!("{prefix}*")
 }
@@ -392,17 +392,6 @@ pub(crate) async fn delete_expired(store: &RedisStore, now: SystemTime) -> Resul
                 .iter()
                 .filter(|reply| matches!(reply, Value::Int(1)))
                 .count() as u64)
-        })
-        .await
-}
-
-/// Counts the keys under the prefix on every primary, as connect-redis's `length` does.
-pub(crate) async fn count(store: &RedisStore) -> Result<u64, StoreError> {
-    let pattern = scan_pattern(store.key_prefix());
-    store
-        .scan_keys(&pattern, |_, _, keys| {
-            let found = keys.len() as u64;
-            async move { Ok(found) }
         })
         .await
 }

@@ -31,10 +31,11 @@ use sessio::store::{
 use sessio::{Expiry, SessionId};
 use tokio::task::JoinSet;
 
-use crate::cache::Cached;
 use crate::error::MigrateError;
-use crate::layout::layout_key;
-use crate::scripts::{self, Caller};
+use crate::layout::{
+    expect_layout, hashed_key, layout_key, pattern_of_len, record_layout, JsonText,
+};
+use crate::scripts;
 use crate::store::RedisStore;
 
 /// The layout version this crate writes, recorded under `{prefix}layout`.
@@ -78,10 +79,7 @@ pub(crate) fn session_key(prefix: &str, id: &SessionId) -> String {
 
 /// The Redis key of the session whose storage key (the id's SHA-256) starts with `hash`.
 fn key_of_hash(prefix: &str, hash: &[u8]) -> String {
-    let mut key = String::with_capacity(prefix.len() + ENCODED_KEY_LEN);
-    key.push_str(prefix);
-    URL_SAFE_NO_PAD.encode_string(&hash[..KEY_BYTES], &mut key);
-    key
+    hashed_key(prefix, &hash[..KEY_BYTES])
 }
 
 /// The layout 2 name of a layout 1 session key: the same hash, truncated. `None` for a
@@ -107,14 +105,6 @@ pub(crate) fn scan_pattern(prefix: &str) -> String {
 /// The `SCAN MATCH` pattern of layout 1 session keys: the prefix and 43 more characters.
 fn v1_scan_pattern(prefix: &str) -> String {
     pattern_of_len(prefix, V1_ENCODED_KEY_LEN)
-}
-
-fn pattern_of_len(prefix: &str, len: usize) -> String {
-    // The prefix holds no glob characters (see `validate_prefix`).
-    let mut pattern = String::with_capacity(prefix.len() + len);
-    pattern.push_str(prefix);
-    pattern.push_str(&"?".repeat(len));
-    pattern
 }
 
 fn duration_millis(duration: Duration) -> i64 {
@@ -169,17 +159,6 @@ struct DataField<'a>(&'a str);
 impl ToRedisArgs for DataField<'_> {
     fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
         out.write_arg_fmt(format_args!("{DATA_PREFIX}{}", self.0));
-    }
-}
-
-/// A value's JSON text (as `Value::to_string` writes it), written straight into a command's
-/// arguments.
-struct JsonText<'a>(&'a serde_json::Value);
-
-impl ToRedisArgs for JsonText<'_> {
-    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
-        // Cannot fail: a JSON value written to memory.
-        let _ = serde_json::to_writer(out.writer_for_next_arg(), self.0);
     }
 }
 
@@ -314,20 +293,7 @@ pub(crate) fn decode(reply: Value, now: SystemTime) -> Result<Option<Record>, De
 /// Records the layout version under `{prefix}layout`, or checks the one recorded; upgrades
 /// a prefix at layout 1 (see [`upgrade_from_v1`]) and then records 2.
 pub(crate) async fn migrate(store: &RedisStore) -> Result<(), MigrateError> {
-    let key = layout_key(store.key_prefix());
-    let mut pipe = redis::pipe();
-    pipe.cmd("SET")
-        .arg(&key)
-        .arg(LAYOUT_VERSION)
-        .arg("NX")
-        .ignore()
-        .cmd("GET")
-        .arg(&key);
-    let mut conn = store.conn();
-    let (mut found,): (Option<String>,) = store
-        .bounded(pipe.query_async(&mut conn))
-        .await
-        .map_err(MigrateError::Store)?;
+    let mut found = record_layout(store, LAYOUT_VERSION).await?;
     if found.as_deref() == Some(V1_LAYOUT_VERSION) {
         upgrade_from_v1(store).await.map_err(MigrateError::Store)?;
         // Another instance may have upgraded meanwhile (to 2, or later still): record 2
@@ -335,22 +301,15 @@ pub(crate) async fn migrate(store: &RedisStore) -> Result<(), MigrateError> {
         found = store
             .bounded(
                 scripts::replace_layout()
-                    .key(&key)
+                    .key(layout_key(store.key_prefix()))
                     .arg(V1_LAYOUT_VERSION)
                     .arg(LAYOUT_VERSION)
-                    .invoke_async(&mut conn),
+                    .invoke_async(&mut store.conn()),
             )
             .await
             .map_err(MigrateError::Store)?;
     }
-    match found {
-        Some(found) if found != LAYOUT_VERSION => Err(MigrateError::UnknownLayout {
-            found,
-            expected: LAYOUT_VERSION,
-        }),
-        // Recorded now, found as expected, or removed meanwhile (nothing to refuse).
-        _ => Ok(()),
-    }
+    expect_layout(found, LAYOUT_VERSION)
 }
 
 /// Renames every layout 1 session key under the prefix to its layout 2 name (see
@@ -475,13 +434,7 @@ pub(crate) async fn create(
     for (name, value) in &record.data {
         eval.arg(DataField(name)).arg(JsonText(value));
     }
-    let created: i64 = store.eval(&store.conn(), script, &eval).await?;
-    if created != 1 {
-        return Ok(CreateOutcome::IdTaken);
-    }
-    // It may have replaced an expired session still cached.
-    store.forget_cached(&key);
-    Ok(CreateOutcome::Created)
+    store.create_key(&key, script, &eval).await
 }
 
 /// Reads a session's hash.
@@ -490,16 +443,8 @@ pub(crate) async fn load(
     id: &SessionId,
     now: SystemTime,
 ) -> Result<Option<Record>, StoreError> {
-    let key = &session_key(store.key_prefix(), id);
-    store
-        .load_through_cache(key, now, |mut conn| async move {
-            // Sized once: `redis::cmd` would grow it as the key goes in.
-            let mut hgetall = Cmd::with_capacity(2, "HGETALL".len() + key.len());
-            hgetall.arg("HGETALL").arg(key);
-            let reply = store.bounded(hgetall.query_async(&mut conn)).await?;
-            decode(reply, now).map_err(|e| StoreError::Decode(Box::new(e)))
-        })
-        .await
+    let key = session_key(store.key_prefix(), id);
+    store.read_key(&key, now, "HGETALL", decode).await
 }
 
 /// Runs the update script: `update` with `changes`, `touch` without.
@@ -516,103 +461,24 @@ pub(crate) async fn write(
     let flags = u8::from(clears) | (u8::from(own_expiry.is_some()) << 1);
     let removed = entries().filter(|(_, value)| value.is_none()).count();
 
-    let tracking = store.tracking();
-    let script = scripts::update(match tracking {
-        Some(_) => Caller::Tracking,
-        None => Caller::Plain,
-    });
-    let mut eval = write_script(script, &key, meta, entries().map(|(name, _)| name));
-    eval.arg(flags).arg(removed);
-    for (name, _) in entries().filter(|(_, value)| value.is_none()) {
-        eval.arg(DataField(name));
-    }
-    for (field, value) in own_expiry.into_iter().flatten() {
-        eval.arg(field).arg(value);
-    }
-    for (name, value) in entries() {
-        if let Some(value) = value {
-            eval.arg(DataField(name)).arg(JsonText(value));
+    let command = |script: &Script| {
+        let mut eval = write_script(script, &key, meta, entries().map(|(name, _)| name));
+        eval.arg(flags).arg(removed);
+        for (name, _) in entries().filter(|(_, value)| value.is_none()) {
+            eval.arg(DataField(name));
         }
-    }
-    let Some((cache, conn)) = tracking else {
-        store.forget_cached(&key);
-        let outcome = write_outcome(store.eval(&store.conn(), script, &eval).await);
-        store.forget_cached(&key);
-        return outcome;
-    };
-    let ticket = cache.before_write(&key);
-    let outcome = write_outcome(store.eval(&conn, script, &eval).await);
-    // What the script did to the hash, done to the cached session.
-    let apply = |session: &mut Cached| {
-        if let Some(changes) = changes {
-            session.apply(changes);
+        for (field, value) in own_expiry.into_iter().flatten() {
+            eval.arg(field).arg(value);
         }
-        session.set_meta(as_stored(meta));
-    };
-    let applied = matches!(outcome, Ok(WriteOutcome::Applied)).then_some(apply);
-    cache.after_write(&key, ticket, applied, meta.last_active);
-    outcome
-}
-
-fn write_outcome(reply: Result<i64, StoreError>) -> Result<WriteOutcome, StoreError> {
-    Ok(if reply? == 1 {
-        WriteOutcome::Applied
-    } else {
-        WriteOutcome::NotFound
-    })
-}
-
-/// Removes a session's hash.
-pub(crate) async fn delete(store: &RedisStore, id: &SessionId) -> Result<(), StoreError> {
-    let key = session_key(store.key_prefix(), id);
-    store.forget_cached(&key);
-    let mut conn = store.conn();
-    let removed: Result<i64, _> = store
-        .bounded(redis::cmd("UNLINK").arg(&key).query_async(&mut conn))
-        .await;
-    // Also after: a read that began before the removal caches nothing.
-    store.forget_cached(&key);
-    removed.map(drop)
-}
-
-/// Scans the prefix on every primary and removes each expired session with a script that
-/// checks its expiry again, so that a session touched meanwhile stays.
-pub(crate) async fn delete_expired(store: &RedisStore, now: SystemTime) -> Result<u64, StoreError> {
-    let now = unix_millis(now);
-    let script = scripts::delete_if_expired();
-    // Loaded on every node (in a cluster), so a whole batch can go as one pipeline.
-    store.load_script(script).await?;
-    let pattern = scan_pattern(store.key_prefix());
-    store
-        .scan_keys(&pattern, |conn, node, keys| async move {
-            let mut pipe = redis::pipe();
-            for key in &keys {
-                pipe.cmd("EVALSHA")
-                    .arg(script.get_hash())
-                    .arg(1)
-                    .arg(key)
-                    .arg(now);
+        for (name, value) in entries() {
+            if let Some(value) = value {
+                eval.arg(DataField(name)).arg(JsonText(value));
             }
-            let replies = store.eval_pipeline_on(&conn, node, script, &pipe).await?;
-            Ok(replies
-                .iter()
-                .map(|reply| match reply {
-                    Value::Int(n) => u64::try_from(*n).unwrap_or(0),
-                    _ => 0,
-                })
-                .sum())
-        })
-        .await
-}
-
-/// Counts this prefix's session keys on every primary.
-pub(crate) async fn count(store: &RedisStore) -> Result<u64, StoreError> {
-    let pattern = scan_pattern(store.key_prefix());
+        }
+        eval
+    };
     store
-        .scan_keys(&pattern, |_, _, keys| {
-            let found = keys.len() as u64;
-            async move { Ok(found) }
-        })
+        .write_through_cache(&key, scripts::update, command, changes, meta, as_stored)
         .await
 }
 

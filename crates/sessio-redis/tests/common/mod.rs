@@ -67,6 +67,11 @@ impl Target {
         }
     }
 
+    /// A plain (blocking) connection to the first node: the one server's.
+    pub fn raw(&self) -> redis::Connection {
+        connection(&self.urls()[0]).expect("connect to Redis")
+    }
+
     /// A store with the default layout and prefix, on its own connection.
     pub async fn connect(&self) -> RedisStore {
         match self {
