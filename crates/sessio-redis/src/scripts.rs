@@ -130,6 +130,9 @@ local function varint(s, pos)
   end
 end
 local function varint_of(n)
+  if n < 128 then
+    return string.char(n)
+  end
   local out = {}
   while n >= 128 do
     out[#out + 1] = string.char(n % 128 + 128)
@@ -171,29 +174,6 @@ local function head(s)
   end
   return math.floor(first / 2) + unzigzag(dl) + unzigzag(de), pos
 end
--- The entries from `pos` of `s`: names and values in order, and each name's index; nil
--- when they are damaged.
-local function entries(s, pos)
-  local names, values, at = {}, {}, {}
-  while pos <= #s do
-    local len
-    len, pos = varint(s, pos)
-    if not len or pos + len - 1 > #s then
-      return nil
-    end
-    local name = string.sub(s, pos, pos + len - 1)
-    pos = pos + len
-    len, pos = varint(s, pos)
-    if not len or pos + len - 1 > #s then
-      return nil
-    end
-    names[#names + 1] = name
-    values[#names] = string.sub(s, pos, pos + len - 1)
-    at[name] = #names
-    pos = pos + len
-  end
-  return names, values, at
-end
 ";
 
 /// KEYS[1] the session; ARGV[1] now (the new session's last_active, ms); ARGV[2] expires_at
@@ -220,7 +200,7 @@ redis.call('SET', key, ARGV[3], 'PXAT', ARGV[2])
 ///
 /// Returns 0, writing nothing, unless the session exists, is readable and has not expired
 /// at now. Used for `update` and (with no keys) `touch`, which keeps the data's bytes as
-/// they are.
+/// they are. Entries that do not change are copied without being decoded.
 const COMPACT_UPDATE: &str = r"
 local key = KEYS[1]
 local current = redis.call('GET', key)
@@ -235,36 +215,39 @@ local value
 if ARGV[4] == '0' and #ARGV == 5 then
   value = ARGV[3] .. string.sub(current, data)
 else
-  local names, values, at = {}, {}, {}
-  if ARGV[4] == '0' then
-    names, values, at = entries(current, data)
-    if not names then
-      return 0
-    end
-  end
   local removed = tonumber(ARGV[5])
+  -- The keys removed or set: their stored entries go, the set ones come last.
+  local changed = {}
   for i = 6, 5 + removed do
-    local j = at[ARGV[i]]
-    if j then
-      values[j] = false
+    changed[ARGV[i]] = true
+  end
+  for i = 6 + removed, #ARGV, 2 do
+    changed[ARGV[i]] = true
+  end
+  local out = {ARGV[3]}
+  -- The other stored entries, copied as they are.
+  if ARGV[4] == '0' then
+    local pos, last = data, #current
+    while pos <= last do
+      local start, len = pos
+      len, pos = varint(current, pos)
+      if not len or pos + len - 1 > last then
+        return 0
+      end
+      local name = string.sub(current, pos, pos + len - 1)
+      len, pos = varint(current, pos + len)
+      if not len or pos + len - 1 > last then
+        return 0
+      end
+      pos = pos + len
+      if not changed[name] then
+        out[#out + 1] = string.sub(current, start, pos - 1)
+      end
     end
   end
   for i = 6 + removed, #ARGV, 2 do
-    local name = ARGV[i]
-    local j = at[name]
-    if not j then
-      j = #names + 1
-      names[j] = name
-      at[name] = j
-    end
-    values[j] = ARGV[i + 1]
-  end
-  local out = {ARGV[3]}
-  for j = 1, #names do
-    if values[j] then
-      local name, v = names[j], values[j]
-      out[#out + 1] = varint_of(#name) .. name .. varint_of(#v) .. v
-    end
+    local name, v = ARGV[i], ARGV[i + 1]
+    out[#out + 1] = varint_of(#name) .. name .. varint_of(#v) .. v
   end
   value = table.concat(out)
 end

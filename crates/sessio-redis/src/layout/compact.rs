@@ -144,6 +144,8 @@ pub(crate) enum DecodeError {
     OutOfRange,
     #[error("a data key of the stored session is not UTF-8")]
     KeyNotUtf8,
+    #[error("data key {0:?} is twice in the stored session")]
+    DuplicateKey(String),
     #[error("the value of data key {key:?} is not JSON")]
     BadJson {
         key: String,
@@ -244,7 +246,10 @@ fn decode_value(bytes: &[u8], now: SystemTime) -> Result<Option<Record>, DecodeE
             key: key.to_owned(),
             source,
         })?;
-        data.insert(key.to_owned(), value);
+        // The scripts write each key once: a second one is damage, not a newer value.
+        if data.insert(key.to_owned(), value).is_some() {
+            return Err(DecodeError::DuplicateKey(key.to_owned()));
+        }
     }
     Ok(Some(Record { data, meta }))
 }
@@ -446,6 +451,14 @@ mod tests {
         assert!(matches!(
             decode(Value::BulkString(bad_json), at(NOW)),
             Err(DecodeError::BadJson { .. })
+        ));
+        let mut twice = Vec::new();
+        push_head(&mut twice, &meta(None));
+        push_entry(&mut twice, "k", b"1");
+        push_entry(&mut twice, "k", b"2");
+        assert!(matches!(
+            decode(Value::BulkString(twice), at(NOW)),
+            Err(DecodeError::DuplicateKey(key)) if key == "k"
         ));
         let mut bad_key = Vec::new();
         push_head(&mut bad_key, &meta(None));
