@@ -4,6 +4,7 @@
 //! sessio-server --addr 127.0.0.1:3000 --store memory|sqlite://PATH|postgres://...|redis://...
 //!               [--max-sessions N]   (memory store only; default MemoryStore's own)
 //!               [--client-cache]     (Redis only: RedisStore::with_client_cache, defaults)
+//!               [--layout compact]   (Redis only: RedisStore::with_layout(Layout::Compact))
 //! ```
 //!
 //! `SessionLayer` defaults with a fixed secret. `GET /` counts the visit (the session changes
@@ -43,6 +44,7 @@ struct Args {
     store: String,
     max_sessions: Option<usize>,
     client_cache: bool,
+    layout: sessio_redis::Layout,
 }
 
 fn args() -> Args {
@@ -50,6 +52,7 @@ fn args() -> Args {
     let (mut addr, mut store) = ("127.0.0.1:3000".to_owned(), "memory".to_owned());
     let mut max_sessions = None;
     let mut client_cache = false;
+    let mut layout = sessio_redis::Layout::Native;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--addr" => addr = args.next().expect("--addr needs a value"),
@@ -59,10 +62,17 @@ fn args() -> Args {
                 max_sessions = Some(n.parse().expect("--max-sessions must be a whole number"));
             }
             "--client-cache" => client_cache = true,
+            "--layout" => {
+                layout = match args.next().as_deref() {
+                    Some("native") => sessio_redis::Layout::Native,
+                    Some("compact") => sessio_redis::Layout::Compact,
+                    other => panic!("--layout needs native or compact, not {other:?}"),
+                }
+            }
             other => panic!(
                 "unknown argument {other:?}; usage: sessio-server [--addr HOST:PORT] \
                  [--store memory|sqlite://..|postgres://..|redis://..] [--max-sessions N] \
-                 [--client-cache]"
+                 [--client-cache] [--layout native|compact]"
             ),
         }
     }
@@ -71,6 +81,7 @@ fn args() -> Args {
         store,
         max_sessions,
         client_cache,
+        layout,
     }
 }
 
@@ -103,7 +114,9 @@ async fn layer(args: &Args) -> Result<SessionLayer, Error> {
             SessionLayer::new(store, keys)
         }
         "redis" => {
-            let mut store = sessio_redis::RedisStore::connect_url(url).await?;
+            let mut store = sessio_redis::RedisStore::connect_url(url)
+                .await?
+                .with_layout(args.layout);
             if args.client_cache {
                 store = store
                     .with_client_cache(sessio_redis::ClientCache::new())
