@@ -89,12 +89,12 @@
 //! [`RedisStore::with_layout`]`(`[`Layout::Compact`]`)` keeps the same content in one
 //! string per session, under `{prefix}{base64url(sha256(id)[..9])}` (default prefix `s:`, 14
 //! characters in all): 149 bytes of Redis memory for a small session where the native
-//! layout takes 197. The string is unsigned LEB128 varints and bytes:
+//! layout takes 197. The string is six bytes, then unsigned LEB128 varints and bytes:
 //!
 //! | part | value |
 //! |---|---|
-//! | `created * 2 + own` | created_at, milliseconds since the Unix epoch; `own` is 1 when the session has an expiry of its own |
-//! | `zigzag(last_active - created)`, `zigzag(expires - last_active)` | milliseconds; `expires` is also the key's expiry (`PXAT`) |
+//! | `expires + own * 2^47`, 6 bytes big-endian | expires_at, milliseconds since the Unix epoch (also the key's `PXAT`); `own` is 1 when the session has an expiry of its own |
+//! | `zigzag(expires - last_active)`, `zigzag(last_active - created)` | milliseconds |
 //! | `idle`, `absolute` | only when `own` is 1: the session's own limits, milliseconds |
 //! | `len(key)`, key, `len(json)`, json | each data key and its JSON text |
 //!
