@@ -32,7 +32,7 @@ use sessio::store::{
 use sessio::{Expiry, SessionId};
 
 use crate::error::MigrateError;
-use crate::layout::{expect_layout, hashed_key, pattern_of_len, record_layout, JsonText};
+use crate::layout::hashed::{expect_layout, hashed_key, pattern_of_len, record_layout, JsonText};
 use crate::scripts;
 use crate::store::RedisStore;
 

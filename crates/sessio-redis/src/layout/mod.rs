@@ -4,14 +4,10 @@
 
 pub(crate) mod compact;
 pub(crate) mod connect_redis;
+pub(crate) mod hashed;
 pub(crate) mod native;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use redis::{RedisWrite, ToRedisArgs};
-
-use crate::error::{InvalidKeyPrefix, MigrateError};
-use crate::store::RedisStore;
+use crate::error::InvalidKeyPrefix;
 
 /// The longest allowed key prefix, in characters.
 pub(crate) const MAX_PREFIX_LEN: usize = 64;
@@ -108,68 +104,6 @@ pub(crate) fn validate_prefix(prefix: &str) -> Result<(), InvalidKeyPrefix> {
 /// The key recording the layout version (sessio's own layouts only).
 pub(crate) fn layout_key(prefix: &str) -> String {
     format!("{prefix}layout")
-}
-
-/// Records `version` under `{prefix}layout` unless a layout is recorded there already;
-/// returns what is recorded then.
-pub(crate) async fn record_layout(
-    store: &RedisStore,
-    version: &str,
-) -> Result<Option<String>, MigrateError> {
-    let key = layout_key(store.key_prefix());
-    let mut pipe = redis::pipe();
-    pipe.cmd("SET")
-        .arg(&key)
-        .arg(version)
-        .arg("NX")
-        .ignore()
-        .cmd("GET")
-        .arg(&key);
-    let (found,): (Option<String>,) = store
-        .bounded(pipe.query_async(&mut store.conn()))
-        .await
-        .map_err(MigrateError::Store)?;
-    Ok(found)
-}
-
-/// Refuses a prefix recorded as holding another layout than `expected`.
-pub(crate) fn expect_layout(
-    found: Option<String>,
-    expected: &'static str,
-) -> Result<(), MigrateError> {
-    match found {
-        Some(found) if found != expected => Err(MigrateError::UnknownLayout { found, expected }),
-        // Recorded now, found as expected, or removed meanwhile (nothing to refuse).
-        _ => Ok(()),
-    }
-}
-
-/// `{prefix}{base64url(hash)}`: a session's key in the layouts that hash its id.
-pub(crate) fn hashed_key(prefix: &str, hash: &[u8]) -> String {
-    let mut key = String::with_capacity(prefix.len() + hash.len().div_ceil(3) * 4);
-    key.push_str(prefix);
-    URL_SAFE_NO_PAD.encode_string(hash, &mut key);
-    key
-}
-
-/// A `SCAN MATCH` pattern of the prefix and `len` more characters.
-pub(crate) fn pattern_of_len(prefix: &str, len: usize) -> String {
-    // The prefix holds no glob characters (see `validate_prefix`).
-    let mut pattern = String::with_capacity(prefix.len() + len);
-    pattern.push_str(prefix);
-    pattern.push_str(&"?".repeat(len));
-    pattern
-}
-
-/// A value's JSON text (as `Value::to_string` writes it), written straight into a command's
-/// arguments.
-pub(crate) struct JsonText<'a>(pub(crate) &'a serde_json::Value);
-
-impl ToRedisArgs for JsonText<'_> {
-    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
-        // Cannot fail: a JSON value written to memory.
-        let _ = serde_json::to_writer(out.writer_for_next_arg(), self.0);
-    }
 }
 
 #[cfg(test)]

@@ -32,9 +32,8 @@ use sessio::{Expiry, SessionId};
 use tokio::task::JoinSet;
 
 use crate::error::MigrateError;
-use crate::layout::{
-    expect_layout, hashed_key, layout_key, pattern_of_len, record_layout, JsonText,
-};
+use crate::layout::hashed::{expect_layout, hashed_key, pattern_of_len, record_layout, JsonText};
+use crate::layout::layout_key;
 use crate::scripts;
 use crate::store::RedisStore;
 
