@@ -94,6 +94,15 @@ pub enum MigrateError {
         /// The layout recorded in Redis.
         found: String,
     },
+    /// Redis refused what the store's layout needs: the
+    /// [`Compact`](crate::Layout::Compact) layout writes with `SET ... PXAT` (Redis 6.2 or
+    /// later) and reads its values with the `struct` library of Redis's Lua. Nothing was
+    /// changed.
+    #[error(
+        "this Redis cannot serve the compact session layout, which needs Redis 6.2 or later \
+         (SET with PXAT) and the struct library of its Lua"
+    )]
+    UnsupportedServer(#[source] redis::RedisError),
 }
 
 /// Why a [`ConnectRedis`](crate::Layout::ConnectRedis) layout update or touch gave up:

@@ -255,6 +255,14 @@ end
 return 0
 ";
 
+/// KEYS[1] a key that is no session's. What the compact layout asks of Redis beyond the
+/// native layout: `SET ... PXAT` (Redis 6.2; a past time removes the key at once) and Lua's
+/// `struct.unpack`, which answers 1 here.
+const COMPACT_PROBE: &str = r"
+redis.call('SET', KEYS[1], '', 'PXAT', 1)
+return struct.unpack('>I6', '\0\0\0\0\0\1')
+";
+
 /// KEYS[1] a session (connect-redis layout); ARGV[1] the SHA-1 (hex) of the value the
 /// caller computed from; then either ARGV[2] the new value and ARGV[3] its TTL in seconds,
 /// or nothing more to delete the session.
@@ -341,6 +349,11 @@ pub(crate) fn compact_update(caller: Caller) -> &'static Script {
             TRACKING.get_or_init(|| writing(COMPACT, COMPACT_UPDATE, WROTE_TRACKED))
         }
     }
+}
+
+pub(crate) fn compact_probe() -> &'static Script {
+    static SCRIPT: OnceLock<Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| Script::new(COMPACT_PROBE))
 }
 
 pub(crate) fn compact_delete_if_expired() -> &'static Script {

@@ -367,8 +367,10 @@ impl RedisStore {
     ///   value and expiry, which takes one pass of `SCAN` over the database. Safe to run
     ///   from several instances at once; stop the instances still writing layout `1`
     ///   first, as what they write during and after the upgrade is not seen.
-    /// - [`Layout::Compact`]: records `{prefix}layout` = `compact-1`, or checks the one
-    ///   recorded, refusing a prefix that holds another layout.
+    /// - [`Layout::Compact`]: checks that Redis can run the layout's scripts (Redis 6.2 or
+    ///   later: [`MigrateError::UnsupportedServer`] otherwise), then records
+    ///   `{prefix}layout` = `compact-1`, or checks the one recorded, refusing a prefix that
+    ///   holds another layout.
     /// - [`Layout::ConnectRedis`]: writes nothing (connect-redis records no layout, and
     ///   Node would take any extra key under the prefix for a session); it checks that Redis
     ///   answers and that the prefix is not marked as holding one of sessio's layouts.

@@ -152,6 +152,8 @@ async fn a_prefix_holds_one_layout() {
     let fx = Fixture::new(target, Layout::Compact, unique_prefix()).await;
     fx.store.migrate().await.unwrap();
     fx.store.migrate().await.unwrap();
+    // The check that Redis can serve the layout leaves nothing behind.
+    assert_eq!(fx.keys(), vec![format!("{}layout", fx.prefix)]);
     let native = fx.target.store(Layout::Native, &fx.prefix).await;
     match native.migrate().await {
         Err(MigrateError::UnknownLayout { found, expected }) => {

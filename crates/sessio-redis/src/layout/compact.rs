@@ -281,9 +281,51 @@ fn as_stored(meta: &Meta) -> Meta {
     decode_head(&mut Reader { bytes: &head }).unwrap_or(*meta)
 }
 
-/// Records the layout under `{prefix}layout`, or checks the one recorded.
+/// Checks that Redis can run this layout's scripts (see [`probe`]), then records the
+/// layout under `{prefix}layout`, or checks the one recorded.
 pub(crate) async fn migrate(store: &RedisStore) -> Result<(), MigrateError> {
+    probe(store).await?;
     expect_layout(record_layout(store, LAYOUT_VERSION).await?, LAYOUT_VERSION)
+}
+
+/// Runs what this layout asks of Redis beyond the native layout, `SET ... PXAT` (Redis 6.2)
+/// and Lua's `struct.unpack`, on `{prefix}probe` (never a session key: not 12 characters
+/// after the prefix), which the past `PXAT` removes at once. Without it a Redis too old
+/// would fail every write; with it, `migrate` says why at startup.
+async fn probe(store: &RedisStore) -> Result<(), MigrateError> {
+    let script = scripts::compact_probe();
+    let key = format!("{}probe", store.key_prefix());
+    let answer: Result<i64, StoreError> = store
+        .bounded(script.key(key).invoke_async(&mut store.conn()))
+        .await;
+    match answer {
+        Ok(1) => Ok(()),
+        Ok(other) => Err(MigrateError::UnsupportedServer(redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+            "struct.unpack answered wrongly",
+            other.to_string(),
+        )))),
+        Err(error) => Err(unsupported_or_store(error)),
+    }
+}
+
+/// A refused probe: Redis answering `ERR` (an unknown option, a missing Lua library) means
+/// it cannot serve the layout; anything else (unreachable, timed out, no permission) is a
+/// store error as in every other operation.
+fn unsupported_or_store(error: StoreError) -> MigrateError {
+    match error {
+        StoreError::Backend(source) => match source.downcast::<redis::RedisError>() {
+            Ok(redis)
+                if redis.kind()
+                    == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
+            {
+                MigrateError::UnsupportedServer(*redis)
+            }
+            Ok(redis) => MigrateError::Store(StoreError::Backend(redis)),
+            Err(other) => MigrateError::Store(StoreError::Backend(other)),
+        },
+        other => MigrateError::Store(other),
+    }
 }
 
 /// An `EVALSHA` of `script` on `key` with the arguments every compact write script starts
@@ -499,6 +541,30 @@ mod tests {
             expiry.absolute_lifetime(),
             Duration::from_millis(MAX_MILLIS)
         );
+    }
+
+    #[test]
+    fn a_probe_refused_by_redis_says_redis_cannot_serve_the_layout() {
+        use redis::{ErrorKind, RedisError, ServerErrorKind};
+        let refused = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "syntax error",
+        ));
+        let error = unsupported_or_store(StoreError::Backend(Box::new(refused)));
+        assert!(
+            matches!(error, MigrateError::UnsupportedServer(_)),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("6.2"), "{error}");
+
+        let forbidden = RedisError::from((ErrorKind::Server(ServerErrorKind::NoPerm), "no"));
+        let error = unsupported_or_store(StoreError::Backend(Box::new(forbidden)));
+        assert!(matches!(error, MigrateError::Store(_)), "{error:?}");
+        let dropped = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let error = unsupported_or_store(StoreError::Backend(Box::new(dropped)));
+        assert!(matches!(error, MigrateError::Store(_)), "{error:?}");
+        let error = unsupported_or_store(StoreError::Timeout(Duration::from_secs(2)));
+        assert!(matches!(error, MigrateError::Store(StoreError::Timeout(_))));
     }
 
     proptest! {
