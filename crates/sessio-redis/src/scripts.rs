@@ -202,13 +202,19 @@ if ARGV[4] == '0' and #ARGV == 5 then
   value = ARGV[3] .. string.sub(current, data)
 else
   local removed = tonumber(ARGV[5])
-  -- The keys removed or set: their stored entries go, the set ones come last.
-  local changed = {}
-  for i = 6, 5 + removed do
-    changed[ARGV[i]] = true
-  end
-  for i = 6 + removed, #ARGV, 2 do
-    changed[ARGV[i]] = true
+  -- The keys removed or set: their stored entries go, the set ones come last. One key (a
+  -- counter, a flag) is compared as it is, without a table.
+  local changed, only = nil, nil
+  if #ARGV == 6 or (#ARGV == 7 and removed == 0) then
+    only = ARGV[6]
+  else
+    changed = {}
+    for i = 6, 5 + removed do
+      changed[ARGV[i]] = true
+    end
+    for i = 6 + removed, #ARGV, 2 do
+      changed[ARGV[i]] = true
+    end
   end
   local out = {ARGV[3]}
   -- The other stored entries, copied as they are.
@@ -226,7 +232,7 @@ else
         return 0
       end
       pos = pos + len
-      if not changed[name] then
+      if name ~= only and not (changed and changed[name]) then
         out[#out + 1] = string.sub(current, start, pos - 1)
       end
     end
