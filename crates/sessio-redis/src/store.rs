@@ -157,9 +157,11 @@ impl RedisStore {
         }
     }
 
-    /// Files sessions under keys starting with `prefix` (default `sessio:`, or `sess:` in
-    /// the [`ConnectRedis`](Layout::ConnectRedis) layout), so that several applications can
-    /// share one Redis. 1 to 64 characters of `A-Z a-z 0-9 : _ . -`.
+    /// Files sessions under keys starting with `prefix` (default `sessio:`; `s:` in the
+    /// [`Compact`](Layout::Compact) layout, where a longer prefix costs Redis 16 bytes per
+    /// session; `sess:` in the [`ConnectRedis`](Layout::ConnectRedis) layout), so that
+    /// several applications can share one Redis. 1 to 64 characters of
+    /// `A-Z a-z 0-9 : _ . -`.
     ///
     /// [`with_layout`](Self::with_layout) resets the prefix to its layout's default: call
     /// this after it.
@@ -210,8 +212,8 @@ impl RedisStore {
     }
 
     /// Lays sessions out as `layout` says (default [`Layout::Native`]), and switches the
-    /// key prefix to that layout's default ([`Layout::default_key_prefix`]): `sess:` for
-    /// [`Layout::ConnectRedis`], as connect-redis uses. Call
+    /// key prefix to that layout's default ([`Layout::default_key_prefix`]): `s:` for
+    /// [`Layout::Compact`], `sess:` for [`Layout::ConnectRedis`], as connect-redis uses. Call
     /// [`with_key_prefix`](Self::with_key_prefix) afterwards for another prefix (the one
     /// your connect-redis is configured with, say).
     ///
