@@ -21,6 +21,9 @@ async fn conforms(target: Target, layout: Layout) {
     let prefix = unique_prefix();
     let cleanup = Cleanup::new(target.urls(), &prefix);
     let with_prefix = || target.store(layout, &prefix);
+    // On a cluster too, the layout's marker (and the compact layout's check of Redis) go
+    // wherever their keys' slots are.
+    with_prefix().await.migrate().await.unwrap();
     check_store(with_prefix).await;
 
     let store = with_prefix().await;
