@@ -131,6 +131,20 @@ local function varint(s, pos)
     scale = scale * 128
   end
 end
+-- The data entry at `pos` of `s`: its key and the position after it; nil when damaged.
+local function entry(s, pos)
+  local len
+  len, pos = varint(s, pos)
+  if not len or pos + len - 1 > #s then
+    return nil
+  end
+  local name = string.sub(s, pos, pos + len - 1)
+  len, pos = varint(s, pos + len)
+  if not len or pos + len - 1 > #s then
+    return nil
+  end
+  return name, pos + len
+end
 local function varint_of(n)
   if n < 128 then
     return string.char(n)
@@ -198,43 +212,54 @@ if not data or e <= tonumber(ARGV[1]) then
   return 0
 end
 local value
-if ARGV[4] == '0' and #ARGV == 5 then
-  value = ARGV[3] .. string.sub(current, data)
-else
-  local removed = tonumber(ARGV[5])
-  -- The keys removed or set: their stored entries go, the set ones come last. One key (a
-  -- counter, a flag) is compared as it is, without a table.
-  local changed, only = nil, nil
-  if #ARGV == 6 or (#ARGV == 7 and removed == 0) then
-    only = ARGV[6]
+local removed = tonumber(ARGV[5])
+if ARGV[4] == '0' and #ARGV <= 7 - removed then
+  -- A touch, or one key changed (a counter, a flag): the data as it stands, that key's
+  -- stored entry cut out, the new one (if set) after it. No table, one new string.
+  local rest
+  if #ARGV > 5 then
+    local pos = data
+    while pos <= #current do
+      local name, after = entry(current, pos)
+      if not name then
+        return 0
+      end
+      if name == ARGV[6] then
+        rest = string.sub(current, data, pos - 1) .. string.sub(current, after)
+        break
+      end
+      pos = after
+    end
+  end
+  rest = rest or string.sub(current, data)
+  if #ARGV == 7 then
+    local name, v = ARGV[6], ARGV[7]
+    value = ARGV[3] .. rest .. varint_of(#name) .. name .. varint_of(#v) .. v
   else
-    changed = {}
-    for i = 6, 5 + removed do
-      changed[ARGV[i]] = true
-    end
-    for i = 6 + removed, #ARGV, 2 do
-      changed[ARGV[i]] = true
-    end
+    value = ARGV[3] .. rest
+  end
+else
+  -- The keys removed or set: their stored entries go, the set ones come last.
+  local changed = {}
+  for i = 6, 5 + removed do
+    changed[ARGV[i]] = true
+  end
+  for i = 6 + removed, #ARGV, 2 do
+    changed[ARGV[i]] = true
   end
   local out = {ARGV[3]}
   -- The other stored entries, copied as they are.
   if ARGV[4] == '0' then
-    local pos, last = data, #current
-    while pos <= last do
-      local start, len = pos
-      len, pos = varint(current, pos)
-      if not len or pos + len - 1 > last then
+    local pos = data
+    while pos <= #current do
+      local name, after = entry(current, pos)
+      if not name then
         return 0
       end
-      local name = string.sub(current, pos, pos + len - 1)
-      len, pos = varint(current, pos + len)
-      if not len or pos + len - 1 > last then
-        return 0
+      if not changed[name] then
+        out[#out + 1] = string.sub(current, pos, after - 1)
       end
-      pos = pos + len
-      if name ~= only and not (changed and changed[name]) then
-        out[#out + 1] = string.sub(current, start, pos - 1)
-      end
+      pos = after
     end
   end
   for i = 6 + removed, #ARGV, 2 do
