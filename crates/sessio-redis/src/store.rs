@@ -538,8 +538,14 @@ impl SessionStore for RedisStore {
 
     async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
         match self.layout {
-            Layout::Native => native::load(self, id, now).await,
-            Layout::Compact => compact::load(self, id, now).await,
+            Layout::Native => {
+                let key = native::session_key(&self.prefix, id);
+                self.read_key(&key, now, "HGETALL", native::decode).await
+            }
+            Layout::Compact => {
+                let key = compact::session_key(&self.prefix, id);
+                self.read_key(&key, now, "GET", compact::decode).await
+            }
             Layout::ConnectRedis => Box::pin(connect_redis::load(self, id, now)).await,
         }
     }

@@ -274,11 +274,11 @@ pub(crate) fn decode(reply: Value, now: SystemTime) -> Result<Option<Record>, De
     }
 }
 
-/// `meta` as the value keeps it, and so as [`decode`] gives it back.
-fn as_stored(meta: &Meta) -> Meta {
-    let head = head_of(meta);
+/// `meta` as a value whose head is `head` (its [`head_of`]) keeps it, and so as [`decode`]
+/// gives it back.
+fn as_stored(head: &[u8], meta: &Meta) -> Meta {
     // What `push_head` wrote, `decode_head` reads.
-    decode_head(&mut Reader { bytes: &head }).unwrap_or(*meta)
+    decode_head(&mut Reader { bytes: head }).unwrap_or(*meta)
 }
 
 /// Checks that Redis can run this layout's scripts (see [`probe`]), then records the
@@ -356,16 +356,6 @@ pub(crate) async fn create(
     store.create_key(&key, script, &cmd).await
 }
 
-/// Reads a session's value.
-pub(crate) async fn load(
-    store: &RedisStore,
-    id: &SessionId,
-    now: SystemTime,
-) -> Result<Option<Record>, StoreError> {
-    let key = session_key(store.key_prefix(), id);
-    store.read_key(&key, now, "GET", decode).await
-}
-
 /// Runs the update script: with `changes` for an update, without for a touch.
 pub(crate) async fn write(
     store: &RedisStore,
@@ -374,17 +364,18 @@ pub(crate) async fn write(
     meta: &Meta,
 ) -> Result<WriteOutcome, StoreError> {
     let key = session_key(store.key_prefix(), id);
+    // Encoded once: sent, and read back for the cache.
+    let head = head_of(meta);
     let command = |script: &redis::Script| {
         let entries = || changes.into_iter().flat_map(Changes::iter);
         let clears = changes.is_some_and(Changes::clears_all);
         let removed = entries().filter(|(_, value)| value.is_none()).count();
-        let head = head_of(meta);
         // The head, the flag and count, and a name (and a value guessed at 16 bytes) each.
         let (args, bytes) = entries().fold((3, head.len() + 2 + 8), |(args, bytes), (name, _)| {
             (args + 2, bytes + name.len() + 16)
         });
         let mut cmd = write_command(script, &key, meta, args, bytes);
-        cmd.arg(head).arg(u8::from(clears)).arg(removed);
+        cmd.arg(&head[..]).arg(u8::from(clears)).arg(removed);
         for (name, _) in entries().filter(|(_, value)| value.is_none()) {
             cmd.arg(name);
         }
@@ -402,7 +393,7 @@ pub(crate) async fn write(
             command,
             changes,
             meta,
-            as_stored,
+            || as_stored(&head, meta),
         )
         .await
 }
@@ -531,7 +522,7 @@ mod tests {
             expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 60),
             expiry: Some(Expiry::new(Duration::MAX, Duration::MAX)),
         };
-        let stored = as_stored(&wild);
+        let stored = as_stored(&head_of(&wild), &wild);
         assert_eq!(stored.created_at, SystemTime::UNIX_EPOCH);
         assert_eq!(stored.last_active, wild.last_active);
         assert_eq!(unix_millis(stored.expires_at), MAX_MILLIS as i64);
@@ -599,7 +590,7 @@ mod tests {
                     Expiry::new(Duration::from_millis(idle), Duration::from_millis(absolute))
                 }),
             };
-            prop_assert_eq!(as_stored(&meta), meta);
+            prop_assert_eq!(as_stored(&head_of(&meta), &meta), meta);
         }
 
         #[test]

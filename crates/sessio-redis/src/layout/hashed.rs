@@ -59,8 +59,8 @@ impl RedisStore {
     /// Runs a write script on `key` (`command`, an `EVALSHA` of the script `script` picks
     /// for the caller), keeping the cache in step: with a connected cache the write goes
     /// over its tracking connection and, when it applied, the cached session takes
-    /// `changes` and `as_stored(meta)` (the write's meta as the layout keeps it); without
-    /// one the session is dropped from the cache before and after.
+    /// `changes` and `stored()` (the write's `meta` as the layout keeps it); without one the
+    /// session is dropped from the cache before and after.
     pub(crate) async fn write_through_cache(
         &self,
         key: &str,
@@ -68,7 +68,7 @@ impl RedisStore {
         command: impl FnOnce(&Script) -> Cmd,
         changes: Option<&Changes>,
         meta: &Meta,
-        as_stored: fn(&Meta) -> Meta,
+        stored: impl FnOnce() -> Meta,
     ) -> Result<WriteOutcome, StoreError> {
         let Some((cache, conn)) = self.tracking() else {
             let script = script(Caller::Plain);
@@ -88,7 +88,7 @@ impl RedisStore {
                 if let Some(changes) = changes {
                     session.apply(changes);
                 }
-                session.set_meta(as_stored(meta));
+                session.set_meta(stored());
             });
         cache.after_write(key, ticket, applied, meta.last_active);
         outcome

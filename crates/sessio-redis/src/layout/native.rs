@@ -436,16 +436,6 @@ pub(crate) async fn create(
     store.create_key(&key, script, &eval).await
 }
 
-/// Reads a session's hash.
-pub(crate) async fn load(
-    store: &RedisStore,
-    id: &SessionId,
-    now: SystemTime,
-) -> Result<Option<Record>, StoreError> {
-    let key = session_key(store.key_prefix(), id);
-    store.read_key(&key, now, "HGETALL", decode).await
-}
-
 /// Runs the update script: `update` with `changes`, `touch` without.
 pub(crate) async fn write(
     store: &RedisStore,
@@ -477,7 +467,9 @@ pub(crate) async fn write(
         eval
     };
     store
-        .write_through_cache(&key, scripts::update, command, changes, meta, as_stored)
+        .write_through_cache(&key, scripts::update, command, changes, meta, || {
+            as_stored(meta)
+        })
         .await
 }
 
