@@ -48,15 +48,27 @@ pub enum SessionError {
         #[source]
         source: serde_json::Error,
     },
-    /// A stored value does not have the requested type.
-    #[error("session value {key:?} does not have the requested type")]
+    /// A stored value does not have the requested type. (What serde said is left out: it
+    /// quotes the value, and errors end up in logs.)
+    #[error("session value {key:?} is not a {expected}")]
     Deserialize {
         /// The key being read.
         key: String,
-        /// What serde said.
-        #[source]
-        source: serde_json::Error,
+        /// The type asked for.
+        expected: &'static str,
     },
+    /// Another request moved this session to a new id (a login) or ended it while this
+    /// one was using it, or this request arrived with an id moved moments ago; nothing
+    /// this request changed was kept. Answers `409 Conflict`: a retry carries the
+    /// browser's new cookie.
+    #[error("the session was moved or ended by another request")]
+    Superseded,
+    /// The session was changed after the layer had written it and the response had left
+    /// (from a streaming body or a spawned task, say). Change it before the handler
+    /// returns, calling [`Session::save`](crate::Session::save) if the change must be
+    /// stored before a long response.
+    #[error("the session cannot change after the response has left")]
+    ResponseSent,
 }
 
 impl SessionError {
@@ -68,18 +80,43 @@ impl SessionError {
             Self::Load(_) | Self::Save(_) | Self::Regenerate(_) | Self::Destroy(_)
         )
     }
+
+    /// The status it answers with as a response: `503` for a store failure, `409` when
+    /// another request [superseded](Self::Superseded) the session, `500` otherwise.
+    #[cfg(feature = "tower")]
+    pub(crate) fn status(&self) -> http::StatusCode {
+        if self.is_store_failure() {
+            http::StatusCode::SERVICE_UNAVAILABLE
+        } else if matches!(self, Self::Superseded) {
+            http::StatusCode::CONFLICT
+        } else {
+            http::StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
 }
 
-/// Displays an error followed by its sources: `a: b: c`.
+/// Displays an error followed by its sources, `a: b: c`, for logs: a JSON error only by its
+/// kind and position, since serde's messages quote the data, which may be a session's.
 pub(crate) struct Chain<'a>(pub(crate) &'a (dyn StdError + 'static));
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(error) = source {
-            write!(f, ": {error}")?;
-            source = error.source();
+        let mut next = Some(self.0);
+        let mut separator = "";
+        while let Some(error) = next {
+            f.write_str(separator)?;
+            match error.downcast_ref::<serde_json::Error>() {
+                Some(json) => write!(
+                    f,
+                    "JSON {:?} error at line {} column {}",
+                    json.classify(),
+                    json.line(),
+                    json.column()
+                )?,
+                None => write!(f, "{error}")?,
+            }
+            separator = ": ";
+            next = error.source();
         }
         Ok(())
     }
@@ -97,5 +134,20 @@ mod tests {
             "saving the session failed: session store unavailable: connection refused"
         );
         assert!(error.is_store_failure());
+    }
+
+    #[test]
+    fn chain_never_quotes_json_data() {
+        let json = serde_json::from_str::<u64>("\"the user's secret\"").unwrap_err();
+        assert!(
+            json.to_string().contains("secret"),
+            "serde quotes it: {json}"
+        );
+        let error = SessionError::Load(StoreError::Decode(Box::new(json)));
+        let shown = Chain(&error).to_string();
+        assert_eq!(
+            shown,
+            "loading the session failed: stored session could not be decoded: JSON Data error at line 1 column 19"
+        );
     }
 }

@@ -47,11 +47,12 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for Session {
 
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
-        tracing::error!(error = %Chain(&self), "session operation failed");
-        if self.is_store_failure() {
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        let status = self.status();
+        if status == StatusCode::CONFLICT {
+            tracing::warn!(error = %Chain(&self), "session operation lost a race");
         } else {
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            tracing::error!(error = %Chain(&self), "session operation failed");
         }
+        status.into_response()
     }
 }

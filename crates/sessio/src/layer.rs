@@ -6,21 +6,21 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use http::header::{COOKIE, SET_COOKIE};
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::cookie::find_cookie;
+use crate::cookie::{for_each_cookie, Transport};
 use crate::error::Chain;
 use crate::policy::Settings;
-use crate::session::Finish;
+use crate::session::{Ended, Finish};
 use crate::store::SessionStore;
 use crate::{
-    Clock, Compatibility, CookieConfig, CookieRefresh, Expiry, IdGenerator, KeyRing, NewSessions,
-    OnServerError, RandomIdGenerator, Session, SessionError, SystemClock, TrustProxy,
-    UnchangedSessions,
+    CacheHeaders, Clock, Compatibility, CookieConfig, CookieConfigError, CookieRefresh, Expiry,
+    IdGenerator, KeyRing, NewSessions, OnDestroy, OnServerError, RandomIdGenerator, Session,
+    SessionError, SystemClock, UnchangedSessions,
 };
 
 /// Adds a [`Session`] to every request under the cookie path, and writes it back before
@@ -32,7 +32,7 @@ use crate::{
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let layer = SessionLayer::new(MemoryStore::new(), KeyRing::new(["a secret of at least thirty-two bytes"])?)
-///     .with_cookie(CookieConfig::default().with_name("app.sid")?)
+///     .with_cookie(CookieConfig::default().with_name("__Host-id")?)?
 ///     .with_expiry(Expiry::new(Duration::from_secs(30 * 60), Duration::from_secs(8 * 3600)));
 /// # let _ = layer;
 /// # Ok(())
@@ -61,6 +61,8 @@ impl SessionLayer {
                 unchanged: UnchangedSessions::default(),
                 on_server_error: OnServerError::default(),
                 compatibility: Compatibility::default(),
+                cache_headers: CacheHeaders::default(),
+                on_destroy: OnDestroy::default(),
             }),
         }
     }
@@ -71,11 +73,16 @@ impl SessionLayer {
     }
 
     /// Sets the cookie's name and attributes.
-    pub fn with_cookie(self, cookie: CookieConfig) -> Self {
-        self.set(|s| {
+    ///
+    /// # Errors
+    /// A configuration that breaks the rules of its name's `__Host-` or `__Secure-`
+    /// prefix, which browsers would refuse; see [`CookieConfig::check`].
+    pub fn with_cookie(self, cookie: CookieConfig) -> Result<Self, CookieConfigError> {
+        cookie.check()?;
+        Ok(self.set(|s| {
             s.cookie = cookie;
             s.cookie.express_format = s.compatibility == Compatibility::ExpressSession;
-        })
+        }))
     }
 
     /// Shares sessions with another implementation; see [`Compatibility`]. For
@@ -139,6 +146,16 @@ impl SessionLayer {
         self.set(|s| s.on_server_error = policy)
     }
 
+    /// Sets what responses that carry the session cookie tell caches.
+    pub fn with_cache_headers(self, policy: CacheHeaders) -> Self {
+        self.set(|s| s.cache_headers = policy)
+    }
+
+    /// Sets what [`Session::destroy`] asks of the browser.
+    pub fn with_on_destroy(self, policy: OnDestroy) -> Self {
+        self.set(|s| s.on_destroy = policy)
+    }
+
     /// Sets the clock expiry is judged by.
     pub fn with_clock(self, clock: impl Clock) -> Self {
         self.set(|s| s.clock = Arc::new(clock))
@@ -197,39 +214,30 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let cookie = &self.settings.cookie;
+        let settings = &self.settings;
+        let cookie = &settings.cookie;
         if !cookie.path_matches(request.uri().path()) {
-            return ResponseFuture::new(self.inner.call(request), None, false);
+            return ResponseFuture::new(self.inner.call(request), None, Transport::Unknown);
         }
-        let https = is_https(&request, cookie.trust_proxy());
-        let headers = request.headers().get_all(COOKIE);
-        let verified = find_cookie(
-            headers.iter().map(HeaderValue::as_bytes),
+        let headers = request.headers();
+        let forwarded = headers.get_all("x-forwarded-proto");
+        let transport = cookie.transport(forwarded.iter().map(HeaderValue::as_bytes));
+        let mut verified = Vec::new();
+        let cookies = headers.get_all(COOKIE);
+        for_each_cookie(
+            cookies.iter().map(HeaderValue::as_bytes),
             cookie.name(),
-            |value| self.settings.keys.check(value),
+            |value| {
+                verified.extend(settings.keys.check(value));
+            },
         );
-        let session = Session::new(self.settings.clone(), verified);
+        let session = Session::new(settings.clone(), verified);
         request.extensions_mut().insert(session.clone());
-        ResponseFuture::new(self.inner.call(request), Some(session), https)
+        ResponseFuture::new(self.inner.call(request), Some(session), transport)
     }
 }
 
-fn is_https<B>(request: &Request<B>, trust_proxy: TrustProxy) -> bool {
-    if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {
-        return true;
-    }
-    match trust_proxy {
-        TrustProxy::XForwardedProto => request
-            .headers()
-            .get("x-forwarded-proto")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(',').next())
-            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https")),
-        _ => false,
-    }
-}
-
-type Finishing = Pin<Box<dyn Future<Output = Result<Option<String>, SessionError>> + Send>>;
+type Finishing = Pin<Box<dyn Future<Output = Result<Ended, SessionError>> + Send>>;
 
 pin_project! {
     /// The response future of [`SessionService`]: the inner response, then the session
@@ -238,17 +246,17 @@ pin_project! {
         #[pin]
         inner: F,
         session: Option<Session>,
-        https: bool,
+        transport: Transport,
         finishing: Option<(Finishing, Response<B>)>,
     }
 }
 
 impl<F, B> ResponseFuture<F, B> {
-    fn new(inner: F, session: Option<Session>, https: bool) -> Self {
+    fn new(inner: F, session: Option<Session>, transport: Transport) -> Self {
         Self {
             inner,
             session,
-            https,
+            transport,
             finishing: None,
         }
     }
@@ -270,7 +278,7 @@ where
                 return Poll::Ready(Ok(response));
             };
             let server_error = response.status().is_server_error();
-            match session.finish(server_error, *this.https) {
+            match session.finish(server_error, *this.transport) {
                 Finish::Done(outcome) => return Poll::Ready(Ok(respond(outcome, response))),
                 Finish::Pending(finishing) => *this.finishing = Some((finishing, response)),
             }
@@ -282,33 +290,51 @@ where
     }
 }
 
-/// The response, with the session's `Set-Cookie` if it has one, or an error response if
-/// the session could not be finished.
+/// The response with what the session needs of it: its `Set-Cookie` if it has one, and
+/// the headers that keep caches from sharing it; or an error response if the session
+/// could not be finished.
 fn respond<B: Default>(
-    outcome: Result<Option<String>, SessionError>,
+    outcome: Result<Ended, SessionError>,
     mut response: Response<B>,
 ) -> Response<B> {
-    match outcome {
-        Ok(None) => response,
-        Ok(Some(set_cookie)) => match HeaderValue::try_from(set_cookie) {
-            Ok(value) => {
-                response.headers_mut().append(SET_COOKIE, value);
-                response
-            }
-            Err(error) => {
-                tracing::error!(%error, "session cookie is not a valid header value");
-                failure(StatusCode::INTERNAL_SERVER_ERROR)
-            }
-        },
+    let ended = match outcome {
+        Ok(ended) => ended,
         Err(error) => {
             tracing::error!(error = %Chain(&error), "session could not be saved; answering with an error");
-            let status = if error.is_store_failure() {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::INTERNAL_SERVER_ERROR
-            };
-            failure(status)
+            return failure(error.status());
         }
+    };
+    let headers = response.headers_mut();
+    // The page was made from this visitor's session: a cache must not serve it to others.
+    vary_on_cookie(headers);
+    if let Some(set_cookie) = ended.set_cookie {
+        let Ok(value) = HeaderValue::try_from(set_cookie) else {
+            tracing::error!("session cookie is not a valid header value");
+            return failure(StatusCode::INTERNAL_SERVER_ERROR);
+        };
+        headers.append(SET_COOKIE, value);
+        let keep_own = ended.cache_headers == CacheHeaders::NoStoreUnlessSet
+            && headers.contains_key(CACHE_CONTROL);
+        if !keep_own {
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+    }
+    if ended.clear_site_data {
+        headers.insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
+    }
+    response
+}
+
+/// Adds `Cookie` to `Vary`, unless it is there already (or `Vary: *` covers it).
+fn vary_on_cookie(headers: &mut HeaderMap) {
+    let covered = headers.get_all(VARY).iter().any(|value| {
+        value.as_bytes().split(|&b| b == b',').any(|name| {
+            let name = name.trim_ascii();
+            name == b"*" || name.eq_ignore_ascii_case(b"cookie")
+        })
+    });
+    if !covered {
+        headers.append(VARY, HeaderValue::from_static("cookie"));
     }
 }
 

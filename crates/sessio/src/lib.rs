@@ -46,6 +46,7 @@ mod error;
 mod expiry;
 pub mod express;
 mod id;
+mod moved;
 mod policy;
 mod scratch;
 mod session;
@@ -65,7 +66,10 @@ pub use cookie::{
 pub use error::SessionError;
 pub use expiry::{Clock, Expiry, ManualClock, SystemClock};
 pub use id::{IdGenerator, RandomIdGenerator, SessionId};
-pub use policy::{Compatibility, CookieRefresh, NewSessions, OnServerError, UnchangedSessions};
+pub use policy::{
+    CacheHeaders, Compatibility, CookieRefresh, NewSessions, OnDestroy, OnServerError,
+    UnchangedSessions,
+};
 pub use session::Session;
 pub use signing::{KeyRing, SecretError};
 pub use store::{ExpiredCleanup, MemoryStore, SessionStore};

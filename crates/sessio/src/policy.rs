@@ -55,6 +55,35 @@ pub enum OnServerError {
     SaveChanges,
 }
 
+/// What a response that carries the session cookie tells caches.
+///
+/// Whatever the choice, a response whose session was read also gets `Vary: Cookie`, so
+/// that a shared cache never hands one visitor's page to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CacheHeaders {
+    /// `Cache-Control: no-store`, replacing the handler's own (the default): a cache that
+    /// kept the response would hand its `Set-Cookie` to the next visitor.
+    #[default]
+    NoStore,
+    /// `Cache-Control: no-store` unless the handler set a `Cache-Control` of its own
+    /// (`private`, say), which is then trusted to keep shared caches out.
+    NoStoreUnlessSet,
+}
+
+/// What [`Session::destroy`](crate::Session::destroy) asks of the browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnDestroy {
+    /// Clear the session cookie (the default).
+    #[default]
+    ClearCookie,
+    /// Clear the session cookie and send `Clear-Site-Data: "cookies"`, which makes the
+    /// browser drop every cookie of the site, the application's own included (browsers
+    /// honour it over HTTPS only).
+    ClearSiteCookies,
+}
+
 /// Whose wire format sessions follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -85,6 +114,8 @@ pub(crate) struct Settings {
     pub(crate) unchanged: UnchangedSessions,
     pub(crate) on_server_error: OnServerError,
     pub(crate) compatibility: Compatibility,
+    pub(crate) cache_headers: CacheHeaders,
+    pub(crate) on_destroy: OnDestroy,
 }
 
 impl Settings {

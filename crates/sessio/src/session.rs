@@ -11,11 +11,15 @@ use futures_util::lock::{Mutex, MutexGuard};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::cookie::Transport;
+use crate::error::Chain;
+use crate::moved;
 use crate::policy::{
-    Compatibility, CookieRefresh, NewSessions, OnServerError, Settings, UnchangedSessions,
+    CacheHeaders, Compatibility, CookieRefresh, NewSessions, OnDestroy, OnServerError, Settings,
+    UnchangedSessions,
 };
 use crate::signing::Verified;
-use crate::store::{Changes, CreateOutcome, Data, Meta, Record, WriteOutcome};
+use crate::store::{Changes, CreateOutcome, Data, Meta, Record, StoreError, WriteOutcome};
 use crate::{CookieLifetime, Expiry, SessionError, SessionId};
 
 /// Ids tried before giving up on finding an unused one.
@@ -28,7 +32,10 @@ const CREATE_ATTEMPTS: u32 = 3;
 /// before it leaves: only the keys this request set or removed are written, so concurrent
 /// requests changing different keys all keep their changes.
 ///
-/// Clones share the same session.
+/// Clones share the same session. Changes must be made before the response leaves: once
+/// the layer has written the session, every method that would change it returns
+/// [`SessionError::ResponseSent`] (a streaming body or a spawned task that needs to
+/// change the session should [`save`](Self::save) it before the handler returns).
 ///
 /// ```
 /// use axum::{routing::get, Router};
@@ -55,8 +62,8 @@ pub struct Session {
 
 struct Inner {
     settings: Arc<Settings>,
-    /// The request's cookie, if its signature checked out.
-    cookie: Option<Verified>,
+    /// The request's session cookies whose signatures checked out, in the order sent.
+    cookies: Vec<Verified>,
     /// Set by every method, so that an unused session is finished without locking.
     used: AtomicBool,
     state: Mutex<State>,
@@ -83,16 +90,23 @@ struct State {
     expiry_set: bool,
     /// The session got a new id (created or regenerated) during this request.
     id_changed: bool,
-    /// The browser's cookie refers to a session that no longer exists.
+    /// This request destroyed the session the browser holds: its cookie is to be cleared.
     cookie_dead: bool,
+    /// Another request moved or ended this session while this one used it: every method
+    /// fails with [`SessionError::Superseded`], and the response sets no cookie.
+    superseded: bool,
+    /// This request's writes reached the session's new id: the response sets no cookie.
+    forwarded: bool,
+    /// The response has left: the session cannot change any more.
+    finished: bool,
 }
 
 impl Session {
-    pub(crate) fn new(settings: Arc<Settings>, cookie: Option<Verified>) -> Self {
+    pub(crate) fn new(settings: Arc<Settings>, cookies: Vec<Verified>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 settings,
-                cookie,
+                cookies,
                 used: AtomicBool::new(false),
                 state: Mutex::new(State::default()),
             }),
@@ -127,48 +141,77 @@ impl Session {
         self.inner.used.store(true, Ordering::Relaxed);
         let mut state = self.lock().await;
         if !state.loaded {
-            if let Some(cookie) = &self.inner.cookie {
-                let id = cookie.id.clone();
-                self.load_into(&mut state, id).await?;
-            }
+            self.load_first(&mut state).await?;
             state.loaded = true;
+        }
+        if state.superseded {
+            return Err(SessionError::Superseded);
         }
         Ok(state)
     }
 
-    /// Replaces the state with the stored session `id`, or a new session if it is gone.
-    async fn load_into(&self, state: &mut State, id: SessionId) -> Result<(), SessionError> {
+    /// [`state`](Self::state), for a change: refused once the response has left.
+    async fn state_to_change(&self) -> Result<MutexGuard<'_, State>, SessionError> {
+        let state = self.state().await?;
+        if state.finished {
+            return Err(SessionError::ResponseSent);
+        }
+        Ok(state)
+    }
+
+    /// Loads the first of the request's cookies whose session is live. A cookie planted
+    /// beside the real one (by a sibling subdomain, say) can then neither hide nor end it.
+    async fn load_first(&self, state: &mut State) -> Result<(), SessionError> {
+        let now = self.settings().clock.now();
+        for cookie in &self.inner.cookies {
+            if let Some(record) = self.fetch(&cookie.id, now).await? {
+                *state = adopt(state, cookie.id.clone(), record);
+                return Ok(());
+            }
+        }
+        // None is live. One that moved to a new id moments ago means the response that
+        // moved it may not have reached the browser yet: a new session here would send
+        // a cookie that can overwrite the new one.
+        for cookie in &self.inner.cookies {
+            if self.moved_to(&cookie.id, now).await?.is_some() {
+                state.superseded = true;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored session `id` if it is live at `now`. A record that does not decode is
+    /// absent: one bad record must not lock its visitor out.
+    async fn fetch(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, SessionError> {
         let settings = self.settings();
-        let now = settings.clock.now();
-        let record = settings
-            .store
-            .load(&id, now)
-            .await
-            .map_err(SessionError::Load)?;
-        let record = record.filter(|record| {
+        let record = match settings.store.load(id, now).await {
+            Ok(record) => record,
+            Err(StoreError::Decode(reason)) => {
+                tracing::warn!(
+                    store = settings.store.name(),
+                    reason = %Chain(&*reason),
+                    "stored session could not be decoded; treated as absent"
+                );
+                None
+            }
+            Err(error) => return Err(SessionError::Load(error)),
+        };
+        Ok(record.filter(|record| {
             // Expiry is decided here from our own timestamps, whatever the store kept.
             let expiry = record.meta.expiry.unwrap_or(settings.expiry);
             expiry.deadline(record.meta.created_at, record.meta.last_active) > now
-        });
-        let keep = State {
-            loaded: true,
-            expiry_moved: state.expiry_moved,
-            expiry_set: state.expiry_set,
-            id_changed: state.id_changed,
-            cookie_dead: state.cookie_dead,
-            ..State::default()
-        };
-        *state = match record {
-            Some(record) => State {
-                id: Some(id),
-                data: record.data,
-                meta: Some(record.meta),
-                expiry: record.meta.expiry,
-                ..keep
-            },
-            None => keep,
-        };
-        Ok(())
+        }))
+    }
+
+    /// Where the session `id` moved to, if a regenerate moved it moments ago.
+    async fn moved_to(
+        &self,
+        id: &SessionId,
+        now: SystemTime,
+    ) -> Result<Option<SessionId>, SessionError> {
+        let marker = self.fetch(&moved::marker_id(id), now).await?;
+        Ok(marker.and_then(|marker| moved::target(id, &marker)))
     }
 
     /// The value under `key`, if there is one.
@@ -181,7 +224,7 @@ impl Session {
         state
             .data
             .get(key)
-            .map(|value| T::deserialize(value).map_err(|source| deserialize_error(key, source)))
+            .map(|value| deserialize(key, value))
             .transpose()
     }
 
@@ -196,7 +239,7 @@ impl Session {
             key: key.to_owned(),
             source,
         })?;
-        let mut state = self.state().await?;
+        let mut state = self.state_to_change().await?;
         let state = &mut *state;
         // One lookup; the key is copied only when it is new.
         match state.data.get_mut(key) {
@@ -217,11 +260,11 @@ impl Session {
     /// is not a `T` (the key is then kept; remove it as a `serde_json::Value`).
     pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         self.check_key(key)?;
-        let mut state = self.state().await?;
+        let mut state = self.state_to_change().await?;
         let Some(value) = state.data.get(key) else {
             return Ok(None);
         };
-        let value = T::deserialize(value).map_err(|source| deserialize_error(key, source))?;
+        let value = deserialize(key, value)?;
         state.data.remove(key);
         state.changes.remove(key);
         Ok(Some(value))
@@ -232,7 +275,7 @@ impl Session {
     /// # Errors
     /// [`SessionError::Load`] if the store failed.
     pub async fn clear(&self) -> Result<(), SessionError> {
-        let mut state = self.state().await?;
+        let mut state = self.state_to_change().await?;
         state.data.clear();
         state.changes.clear();
         Ok(())
@@ -261,7 +304,7 @@ impl Session {
     /// # Errors
     /// [`SessionError::Load`] if the store failed.
     pub async fn set_expiry(&self, expiry: Expiry) -> Result<(), SessionError> {
-        let mut state = self.state().await?;
+        let mut state = self.state_to_change().await?;
         state.expiry = Some(expiry);
         state.expiry_changed = true;
         state.expiry_set = true;
@@ -269,56 +312,132 @@ impl Session {
     }
 
     /// Moves the session to a new id, keeping its data (call [`clear`](Self::clear) first
-    /// to drop it). Do this when the user logs in, against session fixation.
+    /// to drop it) and its absolute deadline. Do this when the user logs in or gains
+    /// privileges, against session fixation; to give a re-authenticated user a new
+    /// lifetime too, use [`regenerate_with_new_lifetime`](Self::regenerate_with_new_lifetime).
     ///
-    /// The new session is stored before the old one is deleted, so a failure never loses
-    /// the session.
+    /// The old id keeps pointing to the new one for a few seconds, for the requests the
+    /// browser already had in flight: writes of those that loaded the session before it
+    /// moved reach the new id, and those that arrive with the old id afterwards get
+    /// [`SessionError::Superseded`] rather than a new session whose cookie could overwrite
+    /// the new one. They are never handed the new session.
     ///
     /// # Errors
-    /// [`SessionError::Regenerate`] if the store failed: if creating the new session failed,
-    /// nothing changed; if deleting the old one failed, the session moved but the old id
-    /// still works until it expires.
+    /// [`SessionError::Superseded`] if another request destroyed or moved the session
+    /// meanwhile; [`SessionError::Regenerate`] if the store failed. Either way nothing
+    /// changed: the old id still works, unless it had ended.
     pub async fn regenerate(&self) -> Result<(), SessionError> {
-        let mut state = self.state().await?;
-        let Some(old) = state.id.clone() else {
+        self.move_to_new_id(false).await
+    }
+
+    /// [`regenerate`](Self::regenerate), with the absolute lifetime counted again from
+    /// now: for a user who has just proved their credentials again.
+    ///
+    /// # Errors
+    /// As [`regenerate`](Self::regenerate).
+    pub async fn regenerate_with_new_lifetime(&self) -> Result<(), SessionError> {
+        self.move_to_new_id(true).await
+    }
+
+    async fn move_to_new_id(&self, new_lifetime: bool) -> Result<(), SessionError> {
+        let mut state = self.state_to_change().await?;
+        let (Some(old), Some(old_meta)) = (state.id.clone(), state.meta) else {
             // Not stored yet: it gets a fresh id when it is.
             return Ok(());
         };
         let now = self.settings().clock.now();
-        self.create(&mut state, now)
+        let created_at = if new_lifetime {
+            now
+        } else {
+            old_meta.created_at
+        };
+        self.create(&mut state, now, created_at, Some((&old, &old_meta)))
+            .await?;
+        // A new lifetime needs a cookie that lasts as long.
+        state.expiry_set |= new_lifetime;
+        Ok(())
+    }
+
+    /// Stores `record` under a new id, leaves a marker from `old` to it, and deletes
+    /// `old`; undoes it all (as far as the store lets it) if `old` no longer exists or a
+    /// step fails, so that a logout racing a login brings nothing back.
+    async fn relocate(
+        &self,
+        old: &SessionId,
+        old_meta: &Meta,
+        record: &Record,
+        now: SystemTime,
+    ) -> Result<SessionId, SessionError> {
+        let store = &self.settings().store;
+        let new = self
+            .create_record(record)
             .await
             .map_err(|error| match error {
                 SessionError::Save(error) => SessionError::Regenerate(error),
                 other => other,
             })?;
-        self.settings()
-            .store
-            .delete(&old)
+        let marker_id = moved::marker_id(old);
+        // The marker goes first: a destroy of `old` that lands after the check below
+        // finds it, and follows it to the new id.
+        let step = match store
+            .create(&marker_id, &moved::marker(old, &new, now))
             .await
-            .map_err(SessionError::Regenerate)
+        {
+            Ok(CreateOutcome::Created) => match store.touch(old, old_meta).await {
+                Ok(WriteOutcome::Applied) => {
+                    store.delete(old).await.map_err(SessionError::Regenerate)
+                }
+                Ok(_) => Err(SessionError::Superseded),
+                Err(error) => Err(SessionError::Regenerate(error)),
+            },
+            // Another request moved it already.
+            Ok(_) => {
+                let _ = store.delete(&new).await;
+                return Err(SessionError::Superseded);
+            }
+            Err(error) => Err(SessionError::Regenerate(error)),
+        };
+        if let Err(error) = step {
+            // Best effort: what is left is known to no one and expires.
+            let _ = store.delete(&new).await;
+            let _ = store.delete(&marker_id).await;
+            return Err(error);
+        }
+        Ok(new)
     }
 
     /// Ends the session: it is removed from the store and the browser is told to drop the
-    /// cookie. Values inserted afterwards start a new session.
+    /// cookie. Values inserted afterwards start a new session. If a regenerate moved the
+    /// session moments ago, its new id ends too: a logout racing a login brings nothing
+    /// back.
     ///
     /// # Errors
     /// [`SessionError::Destroy`] if the store failed; the session then still exists.
     pub async fn destroy(&self) -> Result<(), SessionError> {
         self.inner.used.store(true, Ordering::Relaxed);
         let mut state = self.lock().await;
-        let id = match (&state.id, state.loaded, &self.inner.cookie) {
-            (Some(id), _, _) => Some(id.clone()),
-            (None, false, Some(cookie)) => Some(cookie.id.clone()),
-            _ => None,
-        };
-        if let Some(id) = &id {
-            self.settings()
-                .store
-                .delete(id)
-                .await
-                .map_err(SessionError::Destroy)?;
+        if state.finished {
+            return Err(SessionError::ResponseSent);
         }
-        let had_cookie = id.is_some() || state.id_changed || self.inner.cookie.is_some();
+        // Every session the browser sent, unless one was loaded: a logout ends them all.
+        let ids: Vec<SessionId> = match &state.id {
+            Some(id) => vec![id.clone()],
+            None => self.inner.cookies.iter().map(|c| c.id.clone()).collect(),
+        };
+        let store = &self.settings().store;
+        let now = self.settings().clock.now();
+        for id in &ids {
+            store.delete(id).await.map_err(SessionError::Destroy)?;
+            let moved_to = match self.moved_to(id, now).await {
+                Ok(moved_to) => moved_to,
+                Err(SessionError::Load(error)) => return Err(SessionError::Destroy(error)),
+                Err(other) => return Err(other),
+            };
+            if let Some(new) = moved_to {
+                store.delete(&new).await.map_err(SessionError::Destroy)?;
+            }
+        }
+        let had_cookie = !ids.is_empty() || state.id_changed || !self.inner.cookies.is_empty();
         *state = State {
             loaded: true,
             cookie_dead: had_cookie,
@@ -334,7 +453,14 @@ impl Session {
     pub async fn reload(&self) -> Result<(), SessionError> {
         let mut state = self.state().await?;
         match state.id.clone() {
-            Some(id) => self.load_into(&mut state, id).await,
+            Some(id) => {
+                let now = self.settings().clock.now();
+                *state = match self.fetch(&id, now).await? {
+                    Some(record) => adopt(&state, id, record),
+                    None => fresh(&state),
+                };
+                Ok(())
+            }
             None => {
                 state.data.clear();
                 state.changes = Changes::default();
@@ -347,12 +473,13 @@ impl Session {
     /// session is stored even if empty.
     ///
     /// # Errors
-    /// [`SessionError::Save`] if the store failed.
+    /// [`SessionError::Save`] if the store failed; [`SessionError::Superseded`] if another
+    /// request destroyed the session meanwhile (nothing was written).
     pub async fn save(&self) -> Result<(), SessionError> {
-        let mut state = self.state().await?;
+        let mut state = self.state_to_change().await?;
         let now = self.settings().clock.now();
         if state.id.is_none() {
-            return self.create(&mut state, now).await;
+            return self.create(&mut state, now, now, None).await;
         }
         state.touch_requested = true;
         match self.due_write(&state, now) {
@@ -367,7 +494,7 @@ impl Session {
     /// # Errors
     /// [`SessionError::Load`] if the store failed.
     pub async fn touch(&self) -> Result<(), SessionError> {
-        self.state().await?.touch_requested = true;
+        self.state_to_change().await?.touch_requested = true;
         Ok(())
     }
 
@@ -382,14 +509,21 @@ impl Session {
         }
     }
 
-    /// Stores the current data under a fresh id; the state then refers to it.
-    async fn create(&self, state: &mut State, now: SystemTime) -> Result<(), SessionError> {
-        let settings = self.settings();
-        // A new id starts a new lifetime.
+    /// Stores the current data under a fresh id, with a lifetime counted from
+    /// `created_at`, and, for a regenerate, moves the stored session `from` there; the
+    /// state then refers to the new id.
+    async fn create(
+        &self,
+        state: &mut State,
+        now: SystemTime,
+        created_at: SystemTime,
+        from: Option<(&SessionId, &Meta)>,
+    ) -> Result<(), SessionError> {
+        let expiry = state.expiry.unwrap_or(self.settings().expiry);
         let meta = Meta {
-            created_at: now,
+            created_at,
             last_active: now,
-            expires_at: state.expiry.unwrap_or(settings.expiry).deadline(now, now),
+            expires_at: expiry.deadline(created_at, now),
             expiry: state.expiry,
         };
         // Lent to the record rather than cloned; it comes back whatever happens.
@@ -397,10 +531,12 @@ impl Session {
             data: std::mem::take(&mut state.data),
             meta,
         };
-        let outcome = self.create_record(&record).await;
+        let outcome = match from {
+            None => self.create_record(&record).await,
+            Some((old, old_meta)) => self.relocate(old, old_meta, &record, now).await,
+        };
         state.data = record.data;
-        let id = outcome?;
-        state.id = Some(id);
+        state.id = Some(outcome?);
         state.meta = Some(meta);
         state.changes = Changes::default();
         state.expiry_changed = false;
@@ -447,7 +583,9 @@ impl Session {
     }
 
     /// Writes pending changes of a stored session, or touches it: `due`, as
-    /// [`due_write`](Self::due_write) found.
+    /// [`due_write`](Self::due_write) found. If another request moved the session to a
+    /// new id meanwhile, the write goes there; if it ended it, nothing is written, the
+    /// session is [superseded](SessionError::Superseded), and so is the result.
     async fn write(
         &self,
         state: &mut State,
@@ -465,28 +603,41 @@ impl Session {
             }
         }
         let meta = self.meta(state, now);
-        let outcome = match due {
-            DueWrite::Update => settings.store.update(&id, &state.changes, &meta).await,
-            DueWrite::Touch => settings.store.touch(&id, &meta).await,
-        };
-        match outcome.map_err(SessionError::Save)? {
-            WriteOutcome::Applied => {
-                state.meta = Some(meta);
-                state.changes = Changes::default();
-                state.expiry_changed = false;
-                state.touch_requested = false;
-                state.expiry_moved = true;
-            }
-            _ => {
-                // Destroyed or regenerated elsewhere meanwhile: never bring it back.
-                tracing::debug!("session ended by another request; changes dropped");
-                *state = State {
-                    loaded: true,
-                    cookie_dead: true,
-                    ..State::default()
+        let write = |id: SessionId| {
+            let changes = &state.changes;
+            async move {
+                let outcome = match due {
+                    DueWrite::Update => settings.store.update(&id, changes, &meta).await,
+                    DueWrite::Touch => settings.store.touch(&id, &meta).await,
                 };
+                outcome.map_err(SessionError::Save)
+            }
+        };
+        let mut outcome = write(id.clone()).await?;
+        if outcome != WriteOutcome::Applied {
+            if let Some(new) = self.moved_to(&id, now).await? {
+                outcome = write(new.clone()).await?;
+                state.id = Some(new);
+                state.forwarded = true;
             }
         }
+        if outcome != WriteOutcome::Applied {
+            // Destroyed elsewhere meanwhile: never bring it back, and send no cookie: the
+            // browser may hold a newer one by now.
+            tracing::warn!("session ended by another request; this request's changes were dropped");
+            *state = State {
+                loaded: true,
+                superseded: true,
+                finished: state.finished,
+                ..State::default()
+            };
+            return Err(SessionError::Superseded);
+        }
+        state.meta = Some(meta);
+        state.changes = Changes::default();
+        state.expiry_changed = false;
+        state.touch_requested = false;
+        state.expiry_moved = true;
         Ok(())
     }
 
@@ -495,27 +646,32 @@ impl Session {
         self.inner.used.load(Ordering::Relaxed)
     }
 
-    /// Writes what the request left pending and gives the `Set-Cookie` value to send, if
-    /// any. Runs once, when the inner service has produced its response.
+    /// Writes what the request left pending and says what the response needs. Runs once,
+    /// when the inner service has produced its response; afterwards the session cannot
+    /// change.
     ///
     /// When there is nothing to write (a session only read, say) it finishes at once,
     /// without an asynchronous step to allocate and poll.
-    pub(crate) fn finish(self, server_error: bool, https: bool) -> Finish {
+    pub(crate) fn finish(self, server_error: bool, transport: Transport) -> Finish {
         let now = self.settings().clock.now();
         if let Some(mut state) = self.inner.state.try_lock() {
-            if let Ending::Respond = self.prepare_end(&mut state, server_error, https, now) {
-                return Finish::Done(Ok(self.cookie_to_send(&state, https, now)));
+            if let Ending::Respond = self.prepare_end(&mut state, server_error, transport, now) {
+                return Finish::Done(Ok(self.ended(&state, transport, now)));
             }
         }
         Finish::Pending(Box::pin(async move {
             let mut state = self.lock().await;
             // Prepared (again): another task may have used the session meanwhile.
-            match self.prepare_end(&mut state, server_error, https, now) {
-                Ending::Respond => {}
-                Ending::Create => self.create(&mut state, now).await?,
-                Ending::Write(due) => self.write(&mut state, now, due).await?,
+            let written = match self.prepare_end(&mut state, server_error, transport, now) {
+                Ending::Respond => Ok(()),
+                Ending::Create => self.create(&mut state, now, now, None).await,
+                Ending::Write(due) => self.write(&mut state, now, due).await,
+            };
+            match written {
+                // Ended by another request: the handler's answer stands, with no cookie.
+                Ok(()) | Err(SessionError::Superseded) => Ok(self.ended(&state, transport, now)),
+                Err(error) => Err(error),
             }
-            Ok(self.cookie_to_send(&state, https, now))
         }))
     }
 
@@ -525,13 +681,14 @@ impl Session {
         &self,
         state: &mut State,
         server_error: bool,
-        https: bool,
+        transport: Transport,
         now: SystemTime,
     ) -> Ending {
         let settings = self.settings();
-        if !state.loaded {
-            // Never used (the layer skips those anyway), or the first use failed to load:
-            // nothing to write.
+        state.finished = true;
+        if !state.loaded || state.superseded {
+            // Never used (the layer skips those anyway), the first use failed to load, or
+            // another request took the session over: nothing to write.
             return Ending::Respond;
         }
         let discard = server_error && settings.on_server_error == OnServerError::DiscardChanges;
@@ -548,32 +705,46 @@ impl Session {
         let wanted = !discard
             && (!state.data.is_empty() || settings.new_sessions == NewSessions::SaveAlways);
         // A Secure cookie cannot reach the browser over plain HTTP: store nothing new.
-        if wanted && self.can_set_cookie(https) {
+        if wanted && self.can_set_cookie(transport) {
             Ending::Create
         } else {
             Ending::Respond
         }
     }
 
-    fn can_set_cookie(&self, https: bool) -> bool {
-        https || !self.settings().cookie.is_secure(false)
+    fn can_set_cookie(&self, transport: Transport) -> bool {
+        transport != Transport::Http || !self.settings().cookie.is_secure(transport)
+    }
+
+    /// What the response needs once the session is written.
+    fn ended(&self, state: &State, transport: Transport, now: SystemTime) -> Ended {
+        let settings = self.settings();
+        Ended {
+            set_cookie: self.cookie_to_send(state, transport, now),
+            cache_headers: settings.cache_headers,
+            clear_site_data: state.cookie_dead
+                && settings.on_destroy == OnDestroy::ClearSiteCookies,
+        }
     }
 
     /// The `Set-Cookie` value the response needs, if any, once the session is written.
-    fn cookie_to_send(&self, state: &State, https: bool, now: SystemTime) -> Option<String> {
+    fn cookie_to_send(
+        &self,
+        state: &State,
+        transport: Transport,
+        now: SystemTime,
+    ) -> Option<String> {
         let settings = self.settings();
         let cookie = &settings.cookie;
-        if !self.can_set_cookie(https) {
+        if !self.can_set_cookie(transport) || state.superseded || state.forwarded {
             return None;
         }
         let Some(id) = &state.id else {
-            return state.cookie_dead.then(|| cookie.clear_cookie(https, now));
+            return state
+                .cookie_dead
+                .then(|| cookie.clear_cookie(transport, now));
         };
-        let rotated = self
-            .inner
-            .cookie
-            .as_ref()
-            .is_some_and(|c| c.rotated && c.id == *id);
+        let rotated = self.inner.cookies.iter().any(|c| c.rotated && c.id == *id);
         // A native cookie lasts until the session's absolute deadline (the server ends it
         // earlier if it idles), so only a new id or a new expiry needs a new cookie. An
         // express cookie follows the idle deadline, re-sent whenever it moves, as
@@ -601,9 +772,33 @@ impl Session {
             };
             let keys = &settings.keys;
             keys.signed(id, |signed| {
-                cookie.set_cookie(signed, https, expires_at, now)
+                cookie.set_cookie(signed, transport, expires_at, now)
             })
         })
+    }
+}
+
+/// The state of a loaded session `id`, keeping what the request did so far.
+fn adopt(state: &State, id: SessionId, record: Record) -> State {
+    State {
+        id: Some(id),
+        data: record.data,
+        meta: Some(record.meta),
+        expiry: record.meta.expiry,
+        ..fresh(state)
+    }
+}
+
+/// An empty, loaded state, keeping what the request did so far.
+fn fresh(state: &State) -> State {
+    State {
+        loaded: true,
+        expiry_moved: state.expiry_moved,
+        expiry_set: state.expiry_set,
+        id_changed: state.id_changed,
+        cookie_dead: state.cookie_dead,
+        finished: state.finished,
+        ..State::default()
     }
 }
 
@@ -626,26 +821,41 @@ enum DueWrite {
     Touch,
 }
 
-/// How a request's session ends: at once, or after a store call.
-pub(crate) enum Finish {
-    /// Nothing had to be written: the outcome (the `Set-Cookie` value, if any).
-    Done(Result<Option<String>, SessionError>),
-    /// A store call is under way.
-    Pending(Pin<Box<dyn Future<Output = Result<Option<String>, SessionError>> + Send>>),
+/// What a finished session needs of the response.
+pub(crate) struct Ended {
+    /// The `Set-Cookie` value, if any.
+    pub(crate) set_cookie: Option<String>,
+    /// What a response with a `Set-Cookie` tells caches.
+    pub(crate) cache_headers: CacheHeaders,
+    /// Send `Clear-Site-Data: "cookies"`: the session was destroyed, and the policy says so.
+    pub(crate) clear_site_data: bool,
 }
 
-fn deserialize_error(key: &str, source: serde_json::Error) -> SessionError {
-    SessionError::Deserialize {
+/// How a request's session ends: at once, or after a store call.
+pub(crate) enum Finish {
+    /// Nothing had to be written.
+    Done(Result<Ended, SessionError>),
+    /// A store call is under way.
+    Pending(Pin<Box<dyn Future<Output = Result<Ended, SessionError>> + Send>>),
+}
+
+/// The stored `value` of `key` as a `T`. The error names the type, never the value: serde's
+/// message quotes it, and errors end up in logs.
+fn deserialize<T: DeserializeOwned>(
+    key: &str,
+    value: &serde_json::Value,
+) -> Result<T, SessionError> {
+    T::deserialize(value).map_err(|_| SessionError::Deserialize {
         key: key.to_owned(),
-        source,
-    }
+        expected: std::any::type_name::<T>(),
+    })
 }
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Neither the id nor the data: both may be sensitive.
         f.debug_struct("Session")
-            .field("has_cookie", &self.inner.cookie.is_some())
+            .field("cookies", &self.inner.cookies.len())
             .finish_non_exhaustive()
     }
 }

@@ -136,6 +136,7 @@ async fn browser_session_cookies_carry_no_expiry_but_the_session_still_ends() {
     let app = app(|l| {
         l.with_expiry(short_expiry())
             .with_cookie(CookieConfig::default().with_lifetime(CookieLifetime::BrowserSession))
+            .unwrap()
     });
     let mut browser = Browser::default();
     let reply = browser.get(&app, "/").await;

@@ -12,22 +12,32 @@ use crate::scratch::with_buffer;
 
 #[cfg(test)]
 pub(crate) use parse::encode_value;
-pub(crate) use parse::{find_cookie, push_encoded};
+pub(crate) use parse::{for_each_cookie, push_encoded};
 
 /// When the cookie carries the `Secure` attribute (browsers then send it over HTTPS only).
 ///
-/// A `Secure` cookie is never set in answer to a plain-HTTP request, and a new session
-/// that cannot get its cookie is not stored either.
+/// A server cannot tell from an HTTP/1.1 request whether it came over TLS: the request
+/// target a browser sends is only a path, and anything else in the request is the client's
+/// word. So the default sends `Secure` always. Browsers accept a `Secure` cookie from
+/// `http://localhost` and `http://127.0.0.1` too, so local development keeps working
+/// without HTTPS; over plain HTTP to any other host the browser drops it, which is what
+/// a session cookie should do there.
+///
+/// When a trusted proxy says the request was plain HTTP
+/// ([`TrustProxy::XForwardedProto`]), a `Secure` cookie is not set at all, and a new
+/// session that cannot get its cookie is not stored either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum SecurePolicy {
-    /// Always `Secure`: sessions only over HTTPS.
-    Always,
-    /// Never `Secure`.
-    Never,
-    /// `Secure` when the request came over HTTPS, as judged by its URI scheme or, with
-    /// [`TrustProxy::XForwardedProto`], by the proxy's `X-Forwarded-Proto`.
+    /// Always `Secure` (the default).
     #[default]
+    Always,
+    /// Never `Secure`. Refused for `__Host-` and `__Secure-` names.
+    Never,
+    /// `Secure` only when a trusted proxy says the request came over HTTPS
+    /// ([`TrustProxy::XForwardedProto`]); without one, never. Nothing in the request
+    /// itself (its target's scheme, say) counts: a client could forge it. Refused for
+    /// `__Host-` and `__Secure-` names.
     Auto,
 }
 
@@ -78,12 +88,24 @@ pub enum CookieLifetime {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum TrustProxy {
-    /// Only the request's own URI scheme counts (the default).
+    /// Believe nothing in the request about its scheme (the default).
     #[default]
     Never,
-    /// Trust the first value of `X-Forwarded-Proto`. Enable only behind a proxy that
-    /// sets it, or clients can claim HTTPS.
+    /// Trust `X-Forwarded-Proto` as the nearest proxy wrote it: its last value, since
+    /// proxies append theirs to what the client sent. Enable only behind a proxy that sets
+    /// it, or clients can claim either scheme.
     XForwardedProto,
+}
+
+/// How the request reached the server, as far as the layer can know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// A trusted proxy says HTTPS.
+    Https,
+    /// A trusted proxy says plain HTTP.
+    Http,
+    /// Nothing trustworthy says either.
+    Unknown,
 }
 
 /// Why a [`CookieConfig`] setting was refused.
@@ -101,13 +123,50 @@ pub enum CookieConfigError {
     /// The domain is empty or holds `;`, whitespace or a control character.
     #[error("invalid cookie domain {0:?}")]
     InvalidDomain(String),
+    /// A `__Host-` or `__Secure-` name with a [`SecurePolicy`] that can send the cookie
+    /// without `Secure`: browsers would refuse it.
+    #[error("cookie {name:?} needs SecurePolicy::Always: browsers refuse a {prefix} cookie without Secure")]
+    PrefixNeedsSecure {
+        /// The cookie name.
+        name: String,
+        /// `__Host-` or `__Secure-`.
+        prefix: &'static str,
+    },
+    /// A `__Host-` name with a `Domain`: browsers refuse it.
+    #[error("cookie {name:?} cannot have a Domain: browsers refuse a __Host- cookie with one")]
+    HostPrefixWithDomain {
+        /// The cookie name.
+        name: String,
+    },
+    /// A `__Host-` name with a path other than `/`: browsers refuse it.
+    #[error("cookie {name:?} needs Path=/, not {path:?}: browsers refuse a __Host- cookie on another path")]
+    HostPrefixWithPath {
+        /// The cookie name.
+        name: String,
+        /// The path configured.
+        path: String,
+    },
 }
 
 /// The session cookie's name and attributes.
 ///
 /// Defaults are the secure ones: name `id`, `Path=/`, `HttpOnly`, `SameSite=Lax`,
-/// `Secure` when the request is HTTPS, no `Domain`, and a lifetime that follows the
-/// session's expiry.
+/// `Secure`, no `Domain`, and a lifetime that follows the session's expiry.
+///
+/// In production, name the cookie with the `__Host-` prefix: browsers then accept it only
+/// with `Secure`, `Path=/` and no `Domain`, so neither plain HTTP nor a sibling subdomain
+/// can set or replace it. [`SessionLayer::with_cookie`](crate::SessionLayer::with_cookie)
+/// refuses a configuration that breaks a prefix's rules.
+///
+/// ```
+/// use sessio::CookieConfig;
+///
+/// let production = CookieConfig::default().with_name("__Host-id")?;
+/// assert!(production.check().is_ok());
+/// let broken = production.with_domain("example.com")?;
+/// assert!(broken.check().is_err());
+/// # Ok::<(), sessio::CookieConfigError>(())
+/// ```
 ///
 /// ```
 /// use sessio::{CookieConfig, SameSite, SecurePolicy};
@@ -143,7 +202,7 @@ impl Default for CookieConfig {
             path: Cow::Borrowed("/"),
             domain: None,
             http_only: true,
-            secure: SecurePolicy::Auto,
+            secure: SecurePolicy::Always,
             same_site: SameSite::Lax,
             partitioned: false,
             priority: None,
@@ -155,6 +214,10 @@ impl Default for CookieConfig {
 }
 
 impl CookieConfig {
+    /// The longest session cookie value read, in bytes as the browser sent it: a longer
+    /// value is ignored before any decoding or signature check, as if absent.
+    pub const MAX_VALUE_LEN: usize = parse::MAX_VALUE_LEN;
+
     /// Sets the cookie name (express-session uses `connect.sid`).
     pub fn with_name(mut self, name: impl Into<String>) -> Result<Self, CookieConfigError> {
         let name = name.into();
@@ -227,7 +290,7 @@ impl CookieConfig {
         self
     }
 
-    /// Sets whether `X-Forwarded-Proto` is believed when deciding if a request is HTTPS.
+    /// Sets whether `X-Forwarded-Proto` is believed about the request's scheme.
     pub fn with_trust_proxy(mut self, trust_proxy: TrustProxy) -> Self {
         self.trust_proxy = trust_proxy;
         self
@@ -247,10 +310,6 @@ impl CookieConfig {
         self.lifetime
     }
 
-    pub(crate) fn trust_proxy(&self) -> TrustProxy {
-        self.trust_proxy
-    }
-
     /// Whether a request path lies under the cookie path (RFC 6265, section 5.1.4).
     pub(crate) fn path_matches(&self, request_path: &str) -> bool {
         let cookie_path = self.path.as_ref();
@@ -260,12 +319,76 @@ impl CookieConfig {
         }
     }
 
-    /// Whether the cookie for a request over `https` (or not) carries `Secure`.
-    pub(crate) fn is_secure(&self, https: bool) -> bool {
+    /// Checks the rules of the `__Host-` and `__Secure-` name prefixes (RFC 6265bis,
+    /// matched without regard to case as browsers do): both need `Secure` on every
+    /// response, and `__Host-` also needs `Path=/` and no `Domain`.
+    ///
+    /// # Errors
+    /// The first rule the configuration breaks.
+    pub fn check(&self) -> Result<(), CookieConfigError> {
+        let has_prefix = |prefix: &str| {
+            self.name
+                .get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+        };
+        let prefix = if has_prefix("__Host-") {
+            "__Host-"
+        } else if has_prefix("__Secure-") {
+            "__Secure-"
+        } else {
+            return Ok(());
+        };
+        let name = || self.name.to_string();
+        if self.secure != SecurePolicy::Always {
+            return Err(CookieConfigError::PrefixNeedsSecure {
+                name: name(),
+                prefix,
+            });
+        }
+        if prefix == "__Host-" {
+            if self.domain.is_some() {
+                return Err(CookieConfigError::HostPrefixWithDomain { name: name() });
+            }
+            if self.path != "/" {
+                return Err(CookieConfigError::HostPrefixWithPath {
+                    name: name(),
+                    path: self.path.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The scheme a request came by, as far as this configuration lets the layer believe
+    /// `forwarded_proto` (the `X-Forwarded-Proto` header lines, in order).
+    pub(crate) fn transport<'a>(
+        &self,
+        forwarded_proto: impl Iterator<Item = &'a [u8]>,
+    ) -> Transport {
+        if self.trust_proxy != TrustProxy::XForwardedProto {
+            return Transport::Unknown;
+        }
+        // The nearest proxy's value is the last one: each proxy appends to what it got.
+        let Some(last) = forwarded_proto.last() else {
+            return Transport::Unknown;
+        };
+        let value = last.rsplit(|&b| b == b',').next().unwrap_or_default();
+        let value = value.trim_ascii();
+        if value.eq_ignore_ascii_case(b"https") {
+            Transport::Https
+        } else if value.eq_ignore_ascii_case(b"http") {
+            Transport::Http
+        } else {
+            Transport::Unknown
+        }
+    }
+
+    /// Whether the cookie for a request that came by `transport` carries `Secure`.
+    pub(crate) fn is_secure(&self, transport: Transport) -> bool {
         let by_policy = match self.secure {
             SecurePolicy::Always => true,
             SecurePolicy::Never => false,
-            SecurePolicy::Auto => https,
+            SecurePolicy::Auto => transport == Transport::Https,
         };
         // Browsers refuse `SameSite=None` and `Partitioned` cookies without `Secure`.
         by_policy || self.partitioned || self.same_site(by_policy) == "None"
@@ -287,7 +410,7 @@ impl CookieConfig {
     pub(crate) fn set_cookie(
         &self,
         value: &[&str],
-        https: bool,
+        transport: Transport,
         expires_at: SystemTime,
         now: SystemTime,
     ) -> String {
@@ -297,13 +420,13 @@ impl CookieConfig {
             }
             CookieLifetime::BrowserSession => None,
         };
-        self.render(value, https, max_age, now)
+        self.render(value, transport, max_age, now)
     }
 
     /// The `Set-Cookie` value that makes the browser drop the cookie: same name, path and
     /// domain, empty value, expired.
-    pub(crate) fn clear_cookie(&self, https: bool, now: SystemTime) -> String {
-        self.render(&[], https, Some(Duration::ZERO), now)
+    pub(crate) fn clear_cookie(&self, transport: Transport, now: SystemTime) -> String {
+        self.render(&[], transport, Some(Duration::ZERO), now)
     }
 
     /// The `Set-Cookie` value, in a string of its exact length: it becomes the header's
@@ -311,7 +434,7 @@ impl CookieConfig {
     fn render(
         &self,
         value: &[&str],
-        https: bool,
+        transport: Transport,
         max_age: Option<Duration>,
         now: SystemTime,
     ) -> String {
@@ -321,7 +444,7 @@ impl CookieConfig {
         }
         // Browsers keep no cookie longer: a larger buffer is not kept.
         with_buffer(&RENDERING, 4096, |rendering| {
-            self.render_into(rendering, value, https, max_age, now);
+            self.render_into(rendering, value, transport, max_age, now);
             String::from(rendering.as_str())
         })
     }
@@ -330,11 +453,11 @@ impl CookieConfig {
         &self,
         out: &mut String,
         value: &[&str],
-        https: bool,
+        transport: Transport,
         max_age: Option<Duration>,
         now: SystemTime,
     ) {
-        let secure = self.is_secure(https);
+        let secure = self.is_secure(transport);
         let same_site = self.same_site(secure);
         let expires = max_age.map(|max_age| {
             let at = if max_age.is_zero() {
@@ -520,13 +643,13 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let header = CookieConfig::default().set_cookie(
             &["s:a.b"],
-            false,
+            Transport::Unknown,
             now + Duration::from_secs(60),
             now,
         );
         assert_eq!(
             header,
-            "id=s%3Aa.b; HttpOnly; SameSite=Lax; Path=/; Max-Age=60; Expires=Tue, 14 Nov 2023 22:14:20 GMT"
+            "id=s%3Aa.b; HttpOnly; SameSite=Lax; Secure; Path=/; Max-Age=60; Expires=Tue, 14 Nov 2023 22:14:20 GMT"
         );
     }
 
@@ -536,10 +659,10 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH;
         let cookie = CookieConfig::default();
         for value in [&[][..], &["s:a.b"], &["s:", &"x".repeat(300), ".", "sig"]] {
-            let header = cookie.set_cookie(value, false, now, now);
+            let header = cookie.set_cookie(value, Transport::Unknown, now, now);
             assert_eq!(header.capacity(), header.len(), "{header}");
         }
-        let cleared = cookie.clear_cookie(false, now);
+        let cleared = cookie.clear_cookie(Transport::Unknown, now);
         assert_eq!(cleared.capacity(), cleared.len());
     }
 
@@ -550,8 +673,8 @@ mod tests {
             let cookie = CookieConfig::default();
             let parts: Vec<&str> = pieces.iter().map(String::as_str).collect();
             proptest::prop_assert_eq!(
-                cookie.set_cookie(&parts, false, now, now),
-                cookie.set_cookie(&[&pieces.concat()], false, now, now)
+                cookie.set_cookie(&parts, Transport::Unknown, now, now),
+                cookie.set_cookie(&[&pieces.concat()], Transport::Unknown, now, now)
             );
         }
     }
@@ -564,8 +687,8 @@ mod tests {
                 let now = SystemTime::UNIX_EPOCH;
                 let header = CookieConfig::default()
                     .with_lifetime(CookieLifetime::BrowserSession)
-                    .set_cookie(&["s:a.b"], false, now, now);
-                assert_eq!(header, "id=s%3Aa.b; HttpOnly; SameSite=Lax; Path=/");
+                    .set_cookie(&["s:a.b"], Transport::Unknown, now, now);
+                assert_eq!(header, "id=s%3Aa.b; HttpOnly; SameSite=Lax; Secure; Path=/");
             }
         }
         thread_local! {
@@ -578,7 +701,7 @@ mod tests {
             let now = SystemTime::UNIX_EPOCH;
             let _ = CookieConfig::default()
                 .with_lifetime(CookieLifetime::BrowserSession)
-                .set_cookie(&[], false, now, now);
+                .set_cookie(&[], Transport::Unknown, now, now);
         })
         .join()
         .unwrap();
@@ -590,12 +713,11 @@ mod tests {
         let header = CookieConfig::default()
             .with_domain("example.com")
             .unwrap()
-            .with_secure(SecurePolicy::Always)
             .with_same_site(SameSite::Auto)
             .with_partitioned(true)
             .with_priority(Priority::High)
             .with_lifetime(CookieLifetime::BrowserSession)
-            .set_cookie(&["v"], false, now, now);
+            .set_cookie(&["v"], Transport::Unknown, now, now);
         assert_eq!(
             header,
             "id=v; HttpOnly; SameSite=None; Partitioned; Secure; Path=/; Domain=example.com; Priority=High"
@@ -603,12 +725,86 @@ mod tests {
     }
 
     #[test]
-    fn auto_secure_follows_the_request() {
+    fn secure_is_the_default_and_auto_believes_only_a_trusted_proxy() {
         let cookie = CookieConfig::default();
-        assert!(cookie.is_secure(true));
-        assert!(!cookie.is_secure(false));
+        for transport in [Transport::Https, Transport::Http, Transport::Unknown] {
+            assert!(cookie.is_secure(transport));
+        }
+        let auto = CookieConfig::default().with_secure(SecurePolicy::Auto);
+        assert!(auto.is_secure(Transport::Https));
+        assert!(!auto.is_secure(Transport::Unknown));
         // SameSite=None forces Secure.
-        assert!(cookie.with_same_site(SameSite::None).is_secure(false));
+        assert!(auto
+            .with_same_site(SameSite::None)
+            .is_secure(Transport::Unknown));
+    }
+
+    #[test]
+    fn the_nearest_proxys_scheme_counts_and_only_when_trusted() {
+        let trusted = CookieConfig::default().with_trust_proxy(TrustProxy::XForwardedProto);
+        let transport = |config: &CookieConfig, lines: &[&str]| {
+            config.transport(lines.iter().map(|line| line.as_bytes()))
+        };
+        assert_eq!(transport(&trusted, &["https"]), Transport::Https);
+        assert_eq!(transport(&trusted, &[" HTTP "]), Transport::Http);
+        // A client's own value comes first; the proxy appends its own.
+        assert_eq!(transport(&trusted, &["https, http"]), Transport::Http);
+        assert_eq!(transport(&trusted, &["https", "http"]), Transport::Http);
+        assert_eq!(transport(&trusted, &["http", "https"]), Transport::Https);
+        assert_eq!(transport(&trusted, &["ftp"]), Transport::Unknown);
+        assert_eq!(transport(&trusted, &[]), Transport::Unknown);
+        assert_eq!(
+            transport(&CookieConfig::default(), &["https"]),
+            Transport::Unknown
+        );
+    }
+
+    #[test]
+    fn prefix_rules_are_checked() {
+        let host = CookieConfig::default().with_name("__Host-id").unwrap();
+        assert_eq!(host.check(), Ok(()));
+        assert!(matches!(
+            host.clone().with_domain("example.com").unwrap().check(),
+            Err(CookieConfigError::HostPrefixWithDomain { .. })
+        ));
+        assert!(matches!(
+            host.clone().with_path("/app").unwrap().check(),
+            Err(CookieConfigError::HostPrefixWithPath { .. })
+        ));
+        for policy in [SecurePolicy::Never, SecurePolicy::Auto] {
+            for name in ["__Host-id", "__Secure-id", "__host-id", "__SECURE-id"] {
+                let config = CookieConfig::default()
+                    .with_name(name)
+                    .unwrap()
+                    .with_secure(policy);
+                assert!(
+                    matches!(
+                        config.check(),
+                        Err(CookieConfigError::PrefixNeedsSecure { .. })
+                    ),
+                    "{name} with {policy:?}"
+                );
+            }
+        }
+        // __Secure- allows a Domain and a path; names without a prefix have no rules.
+        let secure = CookieConfig::default()
+            .with_name("__Secure-id")
+            .unwrap()
+            .with_domain("example.com")
+            .unwrap()
+            .with_path("/app")
+            .unwrap();
+        assert_eq!(secure.check(), Ok(()));
+        let plain = CookieConfig::default()
+            .with_secure(SecurePolicy::Never)
+            .with_domain("example.com")
+            .unwrap();
+        assert_eq!(plain.check(), Ok(()));
+        let message = host.with_secure(SecurePolicy::Never).check().unwrap_err();
+        assert_eq!(
+            message.to_string(),
+            "cookie \"__Host-id\" needs SecurePolicy::Always: browsers refuse a __Host- cookie without Secure"
+        );
     }
 
     #[test]
@@ -617,8 +813,8 @@ mod tests {
         let mut cookie = CookieConfig::default().with_name("connect.sid").unwrap();
         cookie.express_format = true;
         assert_eq!(
-            cookie.set_cookie(&["s:a.b"], false, now + Duration::from_secs(60), now),
-            "connect.sid=s%3Aa.b; Path=/; Expires=Tue, 14 Nov 2023 22:14:20 GMT; HttpOnly; SameSite=Lax"
+            cookie.set_cookie(&["s:a.b"], Transport::Unknown, now + Duration::from_secs(60), now),
+            "connect.sid=s%3Aa.b; Path=/; Expires=Tue, 14 Nov 2023 22:14:20 GMT; HttpOnly; Secure; SameSite=Lax"
         );
         let mut full = CookieConfig::default()
             .with_domain("example.com")
@@ -628,7 +824,7 @@ mod tests {
             .with_lifetime(CookieLifetime::BrowserSession);
         full.express_format = true;
         assert_eq!(
-            full.set_cookie(&["v"], true, now, now),
+            full.set_cookie(&["v"], Transport::Https, now, now),
             "id=v; Domain=example.com; Path=/; HttpOnly; Secure; Partitioned; Priority=High; SameSite=Lax"
         );
         let mut expires = String::new();
@@ -678,7 +874,7 @@ mod tests {
 
     #[test]
     fn clearing_matches_the_attributes() {
-        let header = config("/app").clear_cookie(true, SystemTime::UNIX_EPOCH);
+        let header = config("/app").clear_cookie(Transport::Https, SystemTime::UNIX_EPOCH);
         assert_eq!(
             header,
             "id=; HttpOnly; SameSite=Lax; Secure; Path=/app; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"

@@ -1,7 +1,6 @@
 //! Reading the session cookie from `Cookie` headers, with express-session's rules.
 //!
-//! Everything here takes bytes a client chose: it never panics, and allocates only to
-//! decode a value longer than a session cookie (as long as the value, no more).
+//! Everything here takes bytes a client chose: it never panics and never allocates.
 
 /// Whether `encodeURIComponent` escapes `byte`: all but `A-Z a-z 0-9 - _ . ! ~ * ' ( )`
 /// (every byte of a non-ASCII character included).
@@ -53,53 +52,56 @@ pub(crate) fn push_encoded(out: &mut String, value: &str) {
     out.push_str(rest);
 }
 
-/// Hands `read` the value of the first cookie called `name` across all `headers`,
-/// decoded, and returns what it returns.
+/// The longest cookie value read, in bytes as sent: a longer one is skipped before any
+/// decoding or signature check. A signed session id takes about 90.
+pub(crate) const MAX_VALUE_LEN: usize = 512;
+
+/// How many cookies of one name a request's headers may carry before the rest are
+/// ignored: each costs a signature check per secret.
+pub(crate) const MAX_VALUES: usize = 4;
+
+/// Hands `read` each value of a cookie called `name` across all `headers`, in order,
+/// decoded: at most [`MAX_VALUES`] of them, skipping values longer than [`MAX_VALUE_LEN`].
 ///
-/// As in express-session: pairs split on `;`, names and values trimmed, the first
-/// occurrence of a name wins, surrounding double quotes are stripped, and the value is
-/// percent-decoded only when it contains `%` (a value that fails to decode is kept as
-/// sent). A value that is not UTF-8 (after decoding, when it decodes) is never read.
+/// As in express-session: pairs split on `;`, names and values trimmed, surrounding
+/// double quotes are stripped, and the value is percent-decoded only when it contains
+/// `%` (a value that fails to decode is kept as sent). A value that is not UTF-8 (after
+/// decoding, when it decodes) is never read. Unlike express-session, later values of the
+/// same name are read too, so that a cookie planted beside the real one (by a sibling
+/// subdomain, say) cannot hide it.
 ///
 /// The value is lent rather than returned so that decoding needs no allocation: a
 /// session cookie is decoded on the stack.
-pub(crate) fn find_cookie<'a, I, R>(
-    headers: I,
-    name: &str,
-    read: impl FnOnce(&str) -> Option<R>,
-) -> Option<R>
+pub(crate) fn for_each_cookie<'a, I>(headers: I, name: &str, mut read: impl FnMut(&str))
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
-    let raw = headers.into_iter().flat_map(pairs).find_map(|pair| {
+    let values = headers.into_iter().flat_map(pairs).filter_map(|pair| {
         let eq = memchr::memchr(b'=', pair)?;
         (trim(&pair[..eq]) == name.as_bytes()).then(|| trim(&pair[eq + 1..]))
-    })?;
-    let raw = match raw {
-        [b'"', inner @ .., b'"'] => inner,
-        other => other,
-    };
-    // Decoding checks its output is UTF-8, so the input is checked only when it is kept.
-    if memchr::memchr(b'%', raw).is_some() {
-        // Decoding never lengthens a value. A signed session id fits in the stack buffer.
-        let mut stack = [0u8; DECODE_ON_STACK];
-        let mut heap = Vec::new();
-        let buf = if raw.len() <= stack.len() {
-            &mut stack[..raw.len()]
-        } else {
-            heap.resize(raw.len(), 0);
-            &mut heap[..]
+    });
+    for raw in values.take(MAX_VALUES) {
+        let raw = match raw {
+            [b'"', inner @ .., b'"'] => inner,
+            other => other,
         };
-        if let Some(decoded) = decode_uri_component(raw, buf) {
-            return read(decoded);
+        if raw.len() > MAX_VALUE_LEN {
+            continue;
+        }
+        // Decoding checks its output is UTF-8, so the input is checked only when it is kept.
+        if memchr::memchr(b'%', raw).is_some() {
+            // Decoding never lengthens a value, and a value fits in the stack buffer.
+            let mut buf = [0u8; MAX_VALUE_LEN];
+            if let Some(decoded) = decode_uri_component(raw, &mut buf[..raw.len()]) {
+                read(decoded);
+                continue;
+            }
+        }
+        if let Ok(value) = std::str::from_utf8(raw) {
+            read(value);
         }
     }
-    read(std::str::from_utf8(raw).ok()?)
 }
-
-/// Longest encoded value decoded without allocating: an express-session cookie is
-/// `s%3A`, a 32-character id, a dot and a 43-character MAC with a few escapes.
-const DECODE_ON_STACK: usize = 256;
 
 /// The `;`-separated parts of a header, found with SIMD (`memchr`).
 fn pairs(header: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -175,7 +177,17 @@ mod tests {
     }
 
     fn find_bytes<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Option<String> {
-        find_cookie(headers, name, |value| Some(value.to_owned()))
+        all_bytes(headers, name).into_iter().next()
+    }
+
+    fn all(headers: &[&str], name: &str) -> Vec<String> {
+        all_bytes(headers.iter().map(|h| h.as_bytes()), name)
+    }
+
+    fn all_bytes<'a>(headers: impl IntoIterator<Item = &'a [u8]>, name: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for_each_cookie(headers, name, |value| found.push(value.to_owned()));
+        found
     }
 
     #[test]
@@ -206,15 +218,35 @@ mod tests {
     }
 
     #[test]
-    fn first_occurrence_wins_across_headers() {
+    fn every_occurrence_is_read_in_order_across_headers() {
+        assert_eq!(all(&["sid=first; sid=second"], "sid"), ["first", "second"]);
         assert_eq!(
-            find(&["sid=first; sid=second"], "sid").as_deref(),
-            Some("first")
+            all(&["x=1", "sid=first", "a=2; sid=second"], "sid"),
+            ["first", "second"]
         );
+    }
+
+    #[test]
+    fn at_most_a_few_occurrences_are_read() {
+        let header = (0..100)
+            .map(|i| format!("sid={i}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        assert_eq!(all(&[&header], "sid"), ["0", "1", "2", "3"]);
+        assert_eq!(MAX_VALUES, 4);
+    }
+
+    #[test]
+    fn values_over_the_limit_are_skipped_before_decoding() {
+        let at_limit = "a".repeat(MAX_VALUE_LEN);
+        let over = "%41".repeat(MAX_VALUE_LEN / 3 + 1);
         assert_eq!(
-            find(&["x=1", "sid=first", "sid=second"], "sid").as_deref(),
-            Some("first")
+            all(&[&format!("sid={over}; sid={at_limit}")], "sid"),
+            [at_limit.as_str()]
         );
+        // Quotes are not counted.
+        assert_eq!(all(&[&format!("sid=\"{at_limit}\"")], "sid"), [at_limit]);
+        assert!(all(&[&format!("sid={}", "a".repeat(300_000))], "sid").is_empty());
     }
 
     #[test]
@@ -244,13 +276,8 @@ mod tests {
     }
 
     #[test]
-    fn values_longer_than_the_stack_buffer_decode_too() {
-        for len in [
-            DECODE_ON_STACK - 3,
-            DECODE_ON_STACK,
-            DECODE_ON_STACK + 1,
-            4 * DECODE_ON_STACK,
-        ] {
+    fn values_up_to_the_limit_decode() {
+        for len in [MAX_VALUE_LEN - 3, MAX_VALUE_LEN - 1, MAX_VALUE_LEN] {
             let value = "+".repeat(len / 3) + &"a".repeat(len % 3);
             let encoded = encode_value(&value);
             assert_eq!(encoded.len(), len);
@@ -270,7 +297,7 @@ mod tests {
         fn decoding_matches_a_plain_decoder(
             value in prop::collection::vec(
                 prop_oneof![Just(b'%'), Just(b'4'), Just(b'c'), Just(b'3'), Just(b'a'), any::<u8>()],
-                0..700,
+                0..MAX_VALUE_LEN,
             )
         ) {
             // Nothing that splitting, trimming or unquoting would touch.

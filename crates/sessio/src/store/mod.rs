@@ -226,7 +226,8 @@ pub enum StoreError {
     /// The store did not answer in time.
     #[error("session store did not answer within {0:?}")]
     Timeout(Duration),
-    /// A stored record could not be decoded.
+    /// A stored record could not be decoded. The session layer treats the session as
+    /// absent (and logs the reason at `warn`), so the source must not quote the record.
     #[error("stored session could not be decoded")]
     Decode(#[source] BoxError),
     /// The store failed in another way.
@@ -277,4 +278,9 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// How many sessions the store holds, expired ones not yet removed included.
     async fn count(&self) -> Result<u64, StoreError>;
+
+    /// The store's name in log events: its type's, unless it says otherwise.
+    fn name(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
 }

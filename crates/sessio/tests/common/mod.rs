@@ -376,25 +376,11 @@ pub async fn send(router: &Router, request: Request<Body>) -> Reply {
 pub struct Browser {
     /// `name=value` as it would be sent back.
     pub cookie: Option<String>,
-    /// The scheme to use: "http" or "https".
-    pub https: bool,
 }
 
 impl Browser {
-    pub fn https() -> Self {
-        Self {
-            cookie: None,
-            https: true,
-        }
-    }
-
     pub fn request(&self, method: &str, path: &str) -> Request<Body> {
-        let uri = if self.https {
-            format!("https://example.com{path}")
-        } else {
-            path.to_owned()
-        };
-        let mut request = Request::builder().method(method).uri(uri);
+        let mut request = Request::builder().method(method).uri(path);
         if let Some(cookie) = &self.cookie {
             request = request.header(header::COOKIE, cookie);
         }
