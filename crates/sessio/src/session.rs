@@ -435,6 +435,10 @@ impl Session {
             };
             if let Some(new) = moved_to {
                 store.delete(&new).await.map_err(SessionError::Destroy)?;
+                store
+                    .delete(&moved::marker_id(id))
+                    .await
+                    .map_err(SessionError::Destroy)?;
             }
         }
         let had_cookie = !ids.is_empty() || state.id_changed || !self.inner.cookies.is_empty();
