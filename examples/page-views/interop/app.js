@@ -96,7 +96,7 @@ async function main() {
     }
   });
 
-  app.get('/logout', (req, res, next) => {
+  app.post('/logout', (req, res, next) => {
     req.session.destroy((error) => {
       if (error) return next(error);
       // express-session leaves the dead cookie in the browser: clear it.

@@ -1,7 +1,7 @@
 //! The classic session demo: a page that counts your visits, kept under the session key
 //! `page_views` as in express-session's tutorial.
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use sessio::{Session, SessionError, SessionLayer};
 
@@ -19,10 +19,11 @@ pub async fn page_views(session: Session) -> Result<String, SessionError> {
     })
 }
 
-/// What `GET /logout` answers.
+/// What `POST /logout` answers.
 pub const LOGGED_OUT: &str = "Sesión cerrada";
 
-/// `GET /logout`: ends the session, in the store and in the browser.
+/// `POST /logout`: ends the session, in the store and in the browser. Not `GET`: a link
+/// prefetched, an image tag on another site or a crawler must not log anyone out.
 pub async fn logout(session: Session) -> Result<&'static str, SessionError> {
     session.destroy().await?;
     Ok(LOGGED_OUT)
@@ -32,6 +33,6 @@ pub async fn logout(session: Session) -> Result<&'static str, SessionError> {
 pub fn app(sessions: SessionLayer) -> Router {
     Router::new()
         .route("/", get(page_views))
-        .route("/logout", get(logout))
+        .route("/logout", post(logout))
         .layer(sessions)
 }

@@ -116,4 +116,14 @@ fn chromium_counts_visits_across_a_restart() {
         load(profile.path(), &url),
         "Has visitado esta página 4 veces"
     );
+
+    // The cookie is `Secure`; browsers keep it over plain HTTP on loopback names too.
+    let port = addr.rsplit_once(':').unwrap().1;
+    let localhost = format!("http://localhost:{port}/");
+    let other_profile = tempfile::tempdir().unwrap();
+    assert_eq!(load(other_profile.path(), &localhost), page_views::WELCOME);
+    assert_eq!(
+        load(other_profile.path(), &localhost),
+        "Has visitado esta página 2 veces"
+    );
 }

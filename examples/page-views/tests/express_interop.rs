@@ -141,7 +141,21 @@ fn shares_sessions_with_express(h: &Harness) {
         expect_views(&visitor.visit(h, ends, "/"), 2, "the other side continues");
         let old_cookie = visitor.cookie.clone().unwrap();
         let old_sid = visitor.sid();
-        let logout = visitor.visit(h, ends, "/logout");
+        // Neither GET nor HEAD logs out: only POST does.
+        for method in ["GET", "HEAD"] {
+            let refused = visitor.call(h, ends, method, "/logout");
+            assert!(
+                refused.set_cookie.is_none(),
+                "{ends} {method} /logout\n{}",
+                refused.head
+            );
+        }
+        expect_views(
+            &visitor.visit(h, ends, "/"),
+            3,
+            "a GET or HEAD /logout changed nothing",
+        );
+        let logout = visitor.call(h, ends, "POST", "/logout");
         assert_eq!(logout.status, 200, "{ends} /logout\n{}", logout.head);
         assert_eq!(logout.body, page_views::LOGGED_OUT, "{ends} /logout");
         assert!(
@@ -338,13 +352,18 @@ fn same_cookie_attributes(node: &Response, rust: &Response) {
         node.set_cookie.as_deref().expect("Node set no cookie"),
         rust.set_cookie.as_deref().expect("Rust set no cookie"),
     );
-    // sessio writes `SameSite=Lax` unless told otherwise, where express-session writes no
-    // SameSite by default: a deliberate default, and browsers treat a missing SameSite as
-    // Lax or None, so only the other attributes must agree.
+    // sessio writes `SameSite=Lax` and `Secure` unless told otherwise, where
+    // express-session writes neither by default: deliberate defaults (browsers treat a
+    // missing SameSite as Lax or None, and keep a Secure cookie from loopback hosts over
+    // plain HTTP), so only the other attributes must agree.
+    assert!(
+        attributes(rust_line).iter().any(|(name, _)| name == "secure"),
+        "{rust_line}"
+    );
     let names = |line: &str| -> Vec<String> {
         attributes(line)
             .into_iter()
-            .filter(|(name, _)| name != "samesite")
+            .filter(|(name, _)| name != "samesite" && name != "secure")
             .map(|(name, value)| match name.as_str() {
                 "expires" => name,
                 _ => format!("{name}={value}"),
@@ -379,7 +398,11 @@ struct Visitor {
 
 impl Visitor {
     fn visit(&mut self, h: &Harness, server: &Server, path: &str) -> Response {
-        let response = h.get(server, path, self.cookie.as_deref());
+        self.call(h, server, "GET", path)
+    }
+
+    fn call(&mut self, h: &Harness, server: &Server, method: &str, path: &str) -> Response {
+        let response = h.call(server, method, path, self.cookie.as_deref());
         if let Some(line) = &response.set_cookie {
             self.cookie = (!clears(line)).then(|| pair(line).to_owned());
         }
@@ -665,6 +688,11 @@ impl Harness {
 
     /// `GET path` with an optional `connect.sid=...` cookie.
     fn get(&self, server: &Server, path: &str, cookie: Option<&str>) -> Response {
+        self.call(server, "GET", path, cookie)
+    }
+
+    /// `method path`, with no body, and an optional `connect.sid=...` cookie.
+    fn call(&self, server: &Server, method: &str, path: &str, cookie: Option<&str>) -> Response {
         let mut stream = TcpStream::connect(&server.addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -674,22 +702,22 @@ impl Harness {
             .unwrap_or_default();
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\n{cookie_line}Connection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{cookie_line}Content-Length: 0\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut raw = Vec::new();
         stream
             .read_to_end(&mut raw)
-            .unwrap_or_else(|e| panic!("{server} GET {path}: {e}"));
+            .unwrap_or_else(|e| panic!("{server} {method} {path}: {e}"));
         let raw = String::from_utf8(raw).unwrap();
         let (head, body) = raw
             .split_once("\r\n\r\n")
-            .unwrap_or_else(|| panic!("{server} GET {path}: no HTTP response: {raw:?}"));
+            .unwrap_or_else(|| panic!("{server} {method} {path}: no HTTP response: {raw:?}"));
         let status = head
             .split(' ')
             .nth(1)
             .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("{server} GET {path}: bad status line: {head}"));
+            .unwrap_or_else(|| panic!("{server} {method} {path}: bad status line: {head}"));
         let cookies: Vec<&str> = head
             .lines()
             .skip(1)
@@ -703,7 +731,7 @@ impl Harness {
             .collect();
         assert!(
             cookies.len() <= 1,
-            "{server} GET {path}: more than one session cookie:\n{head}"
+            "{server} {method} {path}: more than one session cookie:\n{head}"
         );
         let set_cookie = cookies.first().map(|line| line.to_string());
         if let Some(line) = &set_cookie {
