@@ -220,8 +220,10 @@ where
             return ResponseFuture::new(self.inner.call(request), None, Transport::Unknown);
         }
         let headers = request.headers();
-        let forwarded = headers.get_all("x-forwarded-proto");
-        let transport = cookie.transport(forwarded.iter().map(HeaderValue::as_bytes));
+        let transport = cookie.transport(|| {
+            let forwarded = headers.get_all("x-forwarded-proto");
+            forwarded.into_iter().map(HeaderValue::as_bytes)
+        });
         let mut verified = Vec::new();
         let cookies = headers.get_all(COOKIE);
         for_each_cookie(

@@ -360,16 +360,17 @@ impl CookieConfig {
     }
 
     /// The scheme a request came by, as far as this configuration lets the layer believe
-    /// `forwarded_proto` (the `X-Forwarded-Proto` header lines, in order).
-    pub(crate) fn transport<'a>(
-        &self,
-        forwarded_proto: impl Iterator<Item = &'a [u8]>,
-    ) -> Transport {
+    /// `forwarded_proto` (the `X-Forwarded-Proto` header lines, in order; looked up only
+    /// when trusted).
+    pub(crate) fn transport<'a, I>(&self, forwarded_proto: impl FnOnce() -> I) -> Transport
+    where
+        I: Iterator<Item = &'a [u8]>,
+    {
         if self.trust_proxy != TrustProxy::XForwardedProto {
             return Transport::Unknown;
         }
         // The nearest proxy's value is the last one: each proxy appends to what it got.
-        let Some(last) = forwarded_proto.last() else {
+        let Some(last) = forwarded_proto().last() else {
             return Transport::Unknown;
         };
         let value = last.rsplit(|&b| b == b',').next().unwrap_or_default();
@@ -743,7 +744,7 @@ mod tests {
     fn the_nearest_proxys_scheme_counts_and_only_when_trusted() {
         let trusted = CookieConfig::default().with_trust_proxy(TrustProxy::XForwardedProto);
         let transport = |config: &CookieConfig, lines: &[&str]| {
-            config.transport(lines.iter().map(|line| line.as_bytes()))
+            config.transport(|| lines.iter().map(|line| line.as_bytes()))
         };
         assert_eq!(transport(&trusted, &["https"]), Transport::Https);
         assert_eq!(transport(&trusted, &[" HTTP "]), Transport::Http);
