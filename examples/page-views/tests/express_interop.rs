@@ -357,7 +357,9 @@ fn same_cookie_attributes(node: &Response, rust: &Response) {
     // missing SameSite as Lax or None, and keep a Secure cookie from loopback hosts over
     // plain HTTP), so only the other attributes must agree.
     assert!(
-        attributes(rust_line).iter().any(|(name, _)| name == "secure"),
+        attributes(rust_line)
+            .iter()
+            .any(|(name, _)| name == "secure"),
         "{rust_line}"
     );
     let names = |line: &str| -> Vec<String> {
