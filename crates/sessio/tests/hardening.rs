@@ -452,9 +452,14 @@ impl SessionStore for ControlledStore {
     }
 }
 
-/// The common routes (`/login` clears, regenerates and sets `user`) over `store`.
-fn controlled_app(store: &ControlledStore) -> Router {
-    routes().layer(SessionLayer::new(store.clone(), keys()))
+/// The common routes (`/login` clears, regenerates and sets `user`) over a controlled
+/// store, and a browser that has visited once.
+async fn visited() -> (ControlledStore, Router, Browser) {
+    let store = ControlledStore::default();
+    let router = routes().layer(SessionLayer::new(store.clone(), keys()));
+    let mut browser = Browser::default();
+    call(&router, &mut browser, "GET", "/").await;
+    (store, router, browser)
 }
 
 /// Sends `request` and keeps the cookie it set, like [`Browser::call`].
@@ -477,10 +482,7 @@ async fn a_logout_racing_a_login_brings_nothing_back() {
         ("delete", 1),
         ("none", 1),
     ] {
-        let store = ControlledStore::default();
-        let router = controlled_app(&store);
-        let mut browser = Browser::default();
-        call(&router, &mut browser, "GET", "/").await;
+        let (store, router, browser) = visited().await;
         let mut login_tab = browser.clone();
         let mut logout_tab = browser.clone();
 
@@ -523,10 +525,7 @@ async fn a_logout_racing_a_login_brings_nothing_back() {
 
 #[tokio::test]
 async fn a_regenerate_of_a_session_ended_meanwhile_fails_and_stores_nothing() {
-    let store = ControlledStore::default();
-    let router = controlled_app(&store);
-    let mut browser = Browser::default();
-    call(&router, &mut browser, "GET", "/").await;
+    let (store, router, browser) = visited().await;
     let mut logout_tab = browser.clone();
     // The login's first store call after it loaded: creating the new record.
     store.pause_at("create", 1);
@@ -545,10 +544,7 @@ async fn a_regenerate_of_a_session_ended_meanwhile_fails_and_stores_nothing() {
 
 #[tokio::test]
 async fn a_logout_with_the_old_id_moments_after_a_login_ends_the_new_session() {
-    let store = ControlledStore::default();
-    let router = controlled_app(&store);
-    let mut browser = Browser::default();
-    call(&router, &mut browser, "GET", "/").await;
+    let (store, router, mut browser) = visited().await;
     let mut stale_tab = browser.clone();
     call(&router, &mut browser, "POST", "/login").await;
     assert_eq!(
@@ -566,10 +562,7 @@ async fn a_logout_with_the_old_id_moments_after_a_login_ends_the_new_session() {
 
 #[tokio::test]
 async fn an_undecodable_record_is_a_fresh_session_with_a_warning_that_quotes_nothing() {
-    let store = ControlledStore::default();
-    let router = controlled_app(&store);
-    let mut browser = Browser::default();
-    call(&router, &mut browser, "GET", "/").await;
+    let (store, router, mut browser) = visited().await;
     let old = browser.cookie.clone().unwrap();
     let value = old.split_once('=').unwrap().1.replace("%3A", ":");
     let id = value
@@ -641,10 +634,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
 
 #[tokio::test]
 async fn a_request_with_a_just_moved_id_changes_nothing_and_sets_no_cookie() {
-    let store = ControlledStore::default();
-    let router = controlled_app(&store);
-    let mut browser = Browser::default();
-    call(&router, &mut browser, "GET", "/").await;
+    let (store, router, mut browser) = visited().await;
     let mut stale_tab = browser.clone();
     call(&router, &mut browser, "POST", "/login").await;
     let stored = store.inner.count().await.unwrap();
