@@ -114,10 +114,11 @@
 //!   with `expire < to_timestamp(ceil(now / 1 s))`, as connect-pg-simple's pruning, in
 //!   batches: a session is swept up to a second after its cookie expired. Node's pruning
 //!   and this one can run side by side.
-//! - `sess` goes through `jsonb` on update, which cannot hold the character U+0000: a
-//!   session holding one (JSON `"\u0000"`, stored by Node or created here) loads, but
-//!   fails to update or touch with
-//!   [`StoreError::Backend`](sessio::store::StoreError::Backend).
+//! - `sess` is `json`, so it can hold the character U+0000 (JSON `"\u0000"`, stored by
+//!   Node or created here), which `jsonb` cannot: the one-statement update and touch
+//!   skip such a session, and it is then read, merged in Rust and written back in a
+//!   transaction holding the row's lock, as atomic per key as the statement (a few more
+//!   round trips, for these sessions and for writes that find no live session).
 //!
 //! ## Time zones
 //!

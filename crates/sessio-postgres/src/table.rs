@@ -173,9 +173,12 @@ pub(crate) fn from_millis(param: &str) -> String {
     )
 }
 
-/// SQL for the Unix milliseconds of timestamp column `column`, as bigint.
+/// SQL for the Unix milliseconds of timestamp column `column`, as bigint; NULL for
+/// `infinity` and `-infinity`, which no bigint holds. Cast, they would fail the whole
+/// statement (a `Backend` error: a 503 on every request while the row lives); as NULL, the
+/// row fails to decode instead (`StoreError::Decode`: the session counts as absent).
 pub(crate) fn to_millis(column: &str) -> String {
-    format!("(extract(epoch from {column}) * 1000)::bigint")
+    format!("CASE WHEN isfinite({column}) THEN (extract(epoch from {column}) * 1000)::bigint END")
 }
 
 /// Rows `delete_expired` removes per statement.

@@ -281,6 +281,32 @@ pub(crate) fn store_error(error: RedisError, limit: Duration) -> StoreError {
     }
 }
 
+/// For a read of a session's key: `WRONGTYPE` (the key holds another Redis type than the
+/// layout's: a string where a hash is expected, say) is a stored session that does not
+/// decode, [`StoreError::Decode`], so the session layer treats it as absent; as the
+/// [`StoreError::Backend`] of [`store_error`], it would answer 503 for as long as the key
+/// lives. Other errors are left as they are.
+pub(crate) fn wrong_type_is_decode(error: StoreError) -> StoreError {
+    match error {
+        StoreError::Backend(source) => match source.downcast::<RedisError>() {
+            Ok(redis) if is_wrong_type(&redis) => StoreError::Decode(redis),
+            Ok(redis) => StoreError::Backend(redis),
+            Err(other) => StoreError::Backend(other),
+        },
+        other => other,
+    }
+}
+
+/// Whether Redis answered `WRONGTYPE`, to a command or to one of a pipeline's.
+fn is_wrong_type(error: &RedisError) -> bool {
+    const WRONG_TYPE: &str = "WRONGTYPE";
+    error.code() == Some(WRONG_TYPE)
+        || error
+            .clone()
+            .into_server_errors()
+            .is_some_and(|errors| errors.iter().any(|(_, e)| e.code() == WRONG_TYPE))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,5 +355,28 @@ mod tests {
         assert!(matches!(store_error(timed_out, limit), StoreError::Timeout(d) if d == limit));
         let other = RedisError::from((ErrorKind::Client, "nope"));
         assert!(matches!(store_error(other, limit), StoreError::Backend(_)));
+    }
+
+    #[test]
+    fn only_wrongtype_becomes_a_decode_error() {
+        let limit = Duration::from_secs(1);
+        let wrong = redis::make_extension_error(
+            "WRONGTYPE".into(),
+            Some("Operation against a key holding the wrong kind of value".into()),
+        );
+        assert!(matches!(
+            wrong_type_is_decode(store_error(wrong, limit)),
+            StoreError::Decode(_)
+        ));
+        let other = redis::make_extension_error("NOTWRONG".into(), None);
+        assert!(matches!(
+            wrong_type_is_decode(store_error(other, limit)),
+            StoreError::Backend(_)
+        ));
+        let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(
+            wrong_type_is_decode(store_error(refused, limit)),
+            StoreError::Unavailable(_)
+        ));
     }
 }

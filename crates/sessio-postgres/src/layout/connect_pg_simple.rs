@@ -20,6 +20,21 @@
 //! (which may replace a dead row) check both in SQL, with the same definitions.
 //! `delete_expired` sweeps by `expire` alone, like connect-pg-simple's pruning: a row goes
 //! once `expire < to_timestamp(ceil(now / 1 s))`, up to a second after its cookie expired.
+//!
+//! # U+0000
+//!
+//! `sess` is `json`, which keeps its text as written, so it can hold a string with the
+//! character U+0000 (JSON `\u0000`, as `JSON.stringify` writes it). PostgreSQL refuses
+//! that character in `jsonb` and in `text`, so every JSON function or operator fails on
+//! such a row (even `->` on another key), and the one-statement update and touch cannot
+//! run on it. They skip such rows (see [`NUL_ESCAPE`]); when they wrote nothing, the row is
+//! locked (`SELECT ... FOR UPDATE`, in a transaction) and, if it holds the escape, its
+//! liveness is checked and the changes merged in Rust ([`read`], [`express::merge`]) and
+//! the result written back, all under the lock: concurrent writers still apply one after
+//! the other, each to the JSON the previous one left. An update whose changes hold U+0000
+//! (which its `jsonb` and `text[]` parameters cannot carry) goes that way from the start.
+//! `create` counts such a row under its sid as taken, and `load` reads `sess` as text,
+//! never through SQL's JSON.
 
 use std::time::SystemTime;
 
@@ -27,15 +42,17 @@ use async_trait::async_trait;
 use serde_json::{Map, Value};
 use sessio::express::{self, COOKIE_KEY};
 use sessio::store::{
-    from_unix_millis, unix_millis, Changes, CreateOutcome, Data, Meta, Record, StoreError,
-    WriteOutcome,
+    from_unix_millis, unix_millis, with_timeout, Changes, CreateOutcome, Data, Meta, Record,
+    StoreError, WriteOutcome,
 };
 use sessio::SessionId;
 use sqlx::types::Json;
+use sqlx::{PgConnection, PgExecutor};
 
-use super::{created, written, Backend, Db};
+use super::{corrupt, created, Backend, Db};
+use crate::error::store_error;
 use crate::migrate::Migration;
-use crate::table::{from_millis, TableName};
+use crate::table::{from_millis, to_millis, TableName};
 
 /// connect-pg-simple's default table name.
 pub(crate) const DEFAULT_TABLE_NAME: &str = "session";
@@ -107,6 +124,12 @@ fn live(now_seconds: &str, now_millis: &str) -> String {
     )
 }
 
+/// SQL: whether row `t`'s `sess` holds the escape `\u0000`, the only spelling of U+0000 in
+/// JSON text (or a backslash followed by `u0000`, which costs only the slower write).
+/// Tested in a `CASE` before anything reads `sess` as JSON: `CASE` evaluates its branches
+/// in order, where `AND` may evaluate its operands in any order.
+const NUL_ESCAPE: &str = "strpos(t.sess::text, E'\\\\u0000') > 0";
+
 /// SQL for row `t`'s cookie object (the given defaults where it has none), with the
 /// times in `times` (a jsonb parameter) laid over it.
 fn cookie(defaults: &str, times: &str) -> String {
@@ -123,6 +146,8 @@ struct Statements {
     load: String,
     update: String,
     touch: String,
+    lock: String,
+    replace: String,
     delete: String,
     delete_expired: String,
     count: String,
@@ -137,14 +162,15 @@ impl Statements {
             create: format!(
                 "INSERT INTO {t} AS t (sid, sess, expire) VALUES ($1, $2::json, to_timestamp($3)) \
                  ON CONFLICT (sid) DO UPDATE SET sess = EXCLUDED.sess, expire = EXCLUDED.expire \
-                 WHERE NOT {live}",
+                 WHERE CASE WHEN {NUL_ESCAPE} THEN false ELSE NOT {live} END",
                 live = live("$4", "$5"),
             ),
             // $1 sid, $2 now (ceil s): connect-pg-simple's `get`. The rest of the check is
             // made on the decoded record.
             load: format!(
-                "SELECT t.sess::text, (extract(epoch from {EXPIRE}) * 1000)::bigint \
-                 FROM {t} AS t WHERE t.sid = $1 AND t.expire >= to_timestamp($2)"
+                "SELECT t.sess::text, {expire} \
+                 FROM {t} AS t WHERE t.sid = $1 AND t.expire >= to_timestamp($2)",
+                expire = to_millis(EXPIRE),
             ),
             // $1 sid, $2 clear, $3 removed keys, $4 set keys, $5 cookie times, $6 default
             // cookie, $7 expire (s), $8 now (ceil s), $9 now (ms). One statement: the row
@@ -156,7 +182,8 @@ impl Statements {
                  sess = (((CASE WHEN $2 THEN '{{}}'::jsonb ELSE t.sess::jsonb END) - $3::text[]) \
                          || $4::jsonb || jsonb_build_object('cookie', {cookie}))::json, \
                  expire = to_timestamp($7) \
-                 WHERE t.sid = $1 AND jsonb_typeof(t.sess::jsonb) = 'object' AND {live}",
+                 WHERE t.sid = $1 AND CASE WHEN {NUL_ESCAPE} THEN false \
+                 ELSE jsonb_typeof(t.sess::jsonb) = 'object' AND {live} END",
                 cookie = cookie("$6", "$5"),
                 live = live("$8", "$9"),
             ),
@@ -166,9 +193,21 @@ impl Statements {
                 "UPDATE {t} AS t SET \
                  sess = (t.sess::jsonb || jsonb_build_object('cookie', {cookie}))::json, \
                  expire = to_timestamp($4) \
-                 WHERE t.sid = $1 AND jsonb_typeof(t.sess::jsonb) = 'object' AND {live}",
+                 WHERE t.sid = $1 AND CASE WHEN {NUL_ESCAPE} THEN false \
+                 ELSE jsonb_typeof(t.sess::jsonb) = 'object' AND {live} END",
                 cookie = cookie("$3", "$2"),
                 live = live("$5", "$6"),
+            ),
+            // $1 sid, $2 now (ceil s): `load`'s query, locking the row (see the module
+            // documentation on U+0000).
+            lock: format!(
+                "SELECT t.sess::text, {expire} \
+                 FROM {t} AS t WHERE t.sid = $1 AND t.expire >= to_timestamp($2) FOR UPDATE",
+                expire = to_millis(EXPIRE),
+            ),
+            // $1 sid, $2 sess, $3 expire (s): the write of a row merged in Rust.
+            replace: format!(
+                "UPDATE {t} SET sess = $2::json, expire = to_timestamp($3) WHERE sid = $1"
             ),
             delete: format!("DELETE FROM {t} WHERE sid = $1"),
             // $1 now (ceil s), $2 batch size: connect-pg-simple's pruning, in batches.
@@ -231,6 +270,43 @@ fn cookie_times(meta: &Meta) -> Result<Value, StoreError> {
         .get_mut(COOKIE_KEY)
         .map(Value::take)
         .ok_or_else(|| decode_error(express::DecodeError::Shape))
+}
+
+/// What [`NUL_ESCAPE`] tests, on a row's `sess` as read.
+fn has_nul_escape(sess: &str) -> bool {
+    sess.contains("\\u0000")
+}
+
+/// Whether `value` holds U+0000, in a string or an object's key.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, value)| key.contains('\0') || holds_nul(value)),
+        _ => false,
+    }
+}
+
+/// An update's changes, or a touch.
+#[derive(Clone, Copy)]
+enum Write<'a> {
+    Update(&'a Changes),
+    Touch,
+}
+
+impl Write<'_> {
+    /// Whether a changed key or a new value holds U+0000, which the one statement's
+    /// `jsonb` and `text[]` parameters cannot carry.
+    fn holds_nul(self) -> bool {
+        match self {
+            Write::Update(changes) => changes
+                .iter()
+                .any(|(key, value)| key.contains('\0') || value.is_some_and(holds_nul)),
+            Write::Touch => false,
+        }
+    }
 }
 
 /// Reads a stored row: `sess`, and `expire` in Unix milliseconds. `None` when the row is
@@ -299,7 +375,7 @@ impl Backend for ConnectPgSimple {
         now: SystemTime,
     ) -> Result<Option<Record>, StoreError> {
         let (now_seconds, _) = now_params(now);
-        let row: Option<(String, i64)> = db
+        let row: Option<(String, Option<i64>)> = db
             .bounded(
                 sqlx::query_as(&self.sql.load)
                     .bind(id.as_str())
@@ -308,7 +384,9 @@ impl Backend for ConnectPgSimple {
             )
             .await?;
         match row {
-            Some((sess, expire)) => read(&sess, expire, now),
+            Some((sess, Some(expire))) => read(&sess, expire, now),
+            // `expire` is `infinity` (see `to_millis`).
+            Some((_, None)) => Err(corrupt("expire is not a finite time")),
             None => Ok(None),
         }
     }
@@ -320,33 +398,7 @@ impl Backend for ConnectPgSimple {
         changes: &Changes,
         meta: &Meta,
     ) -> Result<WriteOutcome, StoreError> {
-        let mut set = Data::new();
-        let mut removed = Vec::new();
-        for (name, value) in changes.iter() {
-            match value {
-                Some(value) => {
-                    set.insert(name.to_owned(), value.clone());
-                }
-                None => removed.push(name),
-            }
-        }
-        let (now_seconds, now_millis) = now_params(meta.last_active);
-        let result = db
-            .bounded(
-                sqlx::query(&self.sql.update)
-                    .bind(id.as_str())
-                    .bind(changes.clears_all())
-                    .bind(&removed)
-                    .bind(Json(&set))
-                    .bind(Json(cookie_times(meta)?))
-                    .bind(Json(express::default_cookie_attributes()))
-                    .bind(expire_seconds(meta.expires_at))
-                    .bind(now_seconds)
-                    .bind(now_millis)
-                    .execute(db.pool),
-            )
-            .await?;
-        Ok(written(result.rows_affected()))
+        self.write(db, id, Write::Update(changes), meta).await
     }
 
     async fn touch(
@@ -355,20 +407,7 @@ impl Backend for ConnectPgSimple {
         id: &SessionId,
         meta: &Meta,
     ) -> Result<WriteOutcome, StoreError> {
-        let (now_seconds, now_millis) = now_params(meta.last_active);
-        let result = db
-            .bounded(
-                sqlx::query(&self.sql.touch)
-                    .bind(id.as_str())
-                    .bind(Json(cookie_times(meta)?))
-                    .bind(Json(express::default_cookie_attributes()))
-                    .bind(expire_seconds(meta.expires_at))
-                    .bind(now_seconds)
-                    .bind(now_millis)
-                    .execute(db.pool),
-            )
-            .await?;
-        Ok(written(result.rows_affected()))
+        self.write(db, id, Write::Touch, meta).await
     }
 
     async fn delete(&self, db: Db<'_>, id: &SessionId) -> Result<(), StoreError> {
@@ -389,6 +428,151 @@ impl Backend for ConnectPgSimple {
 
     async fn count(&self, db: Db<'_>) -> Result<u64, StoreError> {
         db.count(&self.sql.count).await
+    }
+}
+
+impl ConnectPgSimple {
+    /// An update or touch: the one statement, and for a row it skipped because it holds
+    /// U+0000 (or changes it cannot carry), the write under the row's lock (see the module
+    /// documentation).
+    async fn write(
+        &self,
+        db: Db<'_>,
+        id: &SessionId,
+        write: Write<'_>,
+        meta: &Meta,
+    ) -> Result<WriteOutcome, StoreError> {
+        with_timeout(db.timeout, async {
+            if !write.holds_nul() && self.statement(db.pool, id, write, meta).await? > 0 {
+                return Ok(WriteOutcome::Applied);
+            }
+            self.write_locked(db, id, write, meta).await
+        })
+        .await
+    }
+
+    /// The row, locked: one holding U+0000 (or about to) is checked and merged here; any
+    /// other is left to the statement, run again under the lock (the row may have changed
+    /// since the statement skipped it).
+    async fn write_locked(
+        &self,
+        db: Db<'_>,
+        id: &SessionId,
+        write: Write<'_>,
+        meta: &Meta,
+    ) -> Result<WriteOutcome, StoreError> {
+        let mut tx = db.pool.begin().await.map_err(store_error)?;
+        match self.write_in(&mut tx, id, write, meta).await {
+            Ok(0) => {
+                // Ended explicitly, not by dropping the transaction: that queues the
+                // rollback for the connection's next use, and the row stays locked until
+                // then.
+                tx.rollback().await.map_err(store_error)?;
+                Ok(WriteOutcome::NotFound)
+            }
+            Ok(_) => {
+                tx.commit().await.map_err(store_error)?;
+                Ok(WriteOutcome::Applied)
+            }
+            Err(error) => {
+                // The error is the one to report; a connection too broken to roll back is
+                // closed by the pool.
+                let _ = tx.rollback().await;
+                Err(error)
+            }
+        }
+    }
+
+    /// [`write_locked`](Self::write_locked)'s work inside its transaction: how many rows
+    /// it wrote.
+    async fn write_in(
+        &self,
+        conn: &mut PgConnection,
+        id: &SessionId,
+        write: Write<'_>,
+        meta: &Meta,
+    ) -> Result<u64, StoreError> {
+        let (now_seconds, _) = now_params(meta.last_active);
+        let row: Option<(String, Option<i64>)> = sqlx::query_as(&self.sql.lock)
+            .bind(id.as_str())
+            .bind(now_seconds)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        match row {
+            None => Ok(0),
+            Some((sess, _)) if !has_nul_escape(&sess) && !write.holds_nul() => {
+                self.statement(conn, id, write, meta).await
+            }
+            Some((_, None)) => Err(corrupt("expire is not a finite time")),
+            Some((sess, Some(expire))) => {
+                if read(&sess, expire, meta.last_active)?.is_none() {
+                    return Ok(0);
+                }
+                let none = Changes::default();
+                let changes = match write {
+                    Write::Update(changes) => changes,
+                    Write::Touch => &none,
+                };
+                let merged = express::merge(&sess, changes, meta).map_err(decode_error)?;
+                let result = sqlx::query(&self.sql.replace)
+                    .bind(id.as_str())
+                    .bind(merged)
+                    .bind(expire_seconds(meta.expires_at))
+                    .execute(conn)
+                    .await
+                    .map_err(store_error)?;
+                Ok(result.rows_affected())
+            }
+        }
+    }
+
+    /// The one-statement update or touch, over `executor`; how many rows it wrote.
+    async fn statement<'e>(
+        &self,
+        executor: impl PgExecutor<'e>,
+        id: &SessionId,
+        write: Write<'_>,
+        meta: &Meta,
+    ) -> Result<u64, StoreError> {
+        let (now_seconds, now_millis) = now_params(meta.last_active);
+        let Write::Update(changes) = write else {
+            let result = sqlx::query(&self.sql.touch)
+                .bind(id.as_str())
+                .bind(Json(cookie_times(meta)?))
+                .bind(Json(express::default_cookie_attributes()))
+                .bind(expire_seconds(meta.expires_at))
+                .bind(now_seconds)
+                .bind(now_millis)
+                .execute(executor)
+                .await
+                .map_err(store_error)?;
+            return Ok(result.rows_affected());
+        };
+        let mut set = Data::new();
+        let mut removed = Vec::new();
+        for (name, value) in changes.iter() {
+            match value {
+                Some(value) => {
+                    set.insert(name.to_owned(), value.clone());
+                }
+                None => removed.push(name),
+            }
+        }
+        let result = sqlx::query(&self.sql.update)
+            .bind(id.as_str())
+            .bind(changes.clears_all())
+            .bind(&removed)
+            .bind(Json(&set))
+            .bind(Json(cookie_times(meta)?))
+            .bind(Json(express::default_cookie_attributes()))
+            .bind(expire_seconds(meta.expires_at))
+            .bind(now_seconds)
+            .bind(now_millis)
+            .execute(executor)
+            .await
+            .map_err(store_error)?;
+        Ok(result.rows_affected())
     }
 }
 
@@ -491,6 +675,25 @@ mod tests {
         for (index, migration) in MIGRATIONS.iter().enumerate() {
             assert_eq!(migration.version, index as i32 + 1);
         }
+    }
+
+    #[test]
+    fn u0000_is_found_in_rows_and_in_changes() {
+        assert!(has_nul_escape(r#"{"a":"x\u0000y"}"#));
+        assert!(!has_nul_escape(r#"{"a":"x\u0001y","b":"\\"}"#));
+        let mut changes = Changes::default();
+        changes.set("plain", json!({"list": ["x", 1]}));
+        assert!(!Write::Update(&changes).holds_nul());
+        assert!(!Write::Touch.holds_nul());
+        let mut nested = changes.clone();
+        nested.set("k", json!({"list": ["x\u{0}y"]}));
+        assert!(Write::Update(&nested).holds_nul());
+        let mut key = changes.clone();
+        key.set("k\u{0}", json!(1));
+        assert!(Write::Update(&key).holds_nul());
+        let mut removed = changes;
+        removed.remove("k\u{0}");
+        assert!(Write::Update(&removed).holds_nul());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use serde_json::Value;
 use sessio::store::{
     from_unix_millis, storage_key, unix_millis, Changes, CreateOutcome, Data, Meta, Record,
     StoreError, WriteOutcome,
@@ -195,12 +196,25 @@ fn non_negative(millis: i64, reason: &'static str) -> Result<Duration, StoreErro
         .map_err(|_| corrupt(reason))
 }
 
+/// A timestamp column of the load query, in Unix milliseconds; NULL when the column holds
+/// `infinity` or `-infinity` (see [`to_millis`]).
+fn finite_millis(row: &PgRow, index: usize, reason: &'static str) -> Result<i64, StoreError> {
+    let millis: Option<i64> = row.try_get(index).map_err(store_error)?;
+    millis.ok_or_else(|| corrupt(reason))
+}
+
 /// Reads a row of the load query.
 fn decode(row: &PgRow) -> Result<Record, StoreError> {
-    let Json(data): Json<Data> = row.try_get(0).map_err(store_error)?;
-    let created_at: i64 = row.try_get(1).map_err(store_error)?;
-    let last_active: i64 = row.try_get(2).map_err(store_error)?;
-    let expires_at: i64 = row.try_get(3).map_err(store_error)?;
+    // Read as any JSON value, then checked: read straight into a map, a non-object would
+    // fail with serde's "invalid type" message, which quotes the value, in the error (and
+    // so in the log line of the session layer, which treats the session as absent).
+    let Json(data): Json<Value> = row.try_get(0).map_err(store_error)?;
+    let Value::Object(data) = data else {
+        return Err(corrupt("data is not a JSON object"));
+    };
+    let created_at = finite_millis(row, 1, "created_at is not a finite time")?;
+    let last_active = finite_millis(row, 2, "last_active is not a finite time")?;
+    let expires_at = finite_millis(row, 3, "expires_at is not a finite time")?;
     let idle: Option<i64> = row.try_get(4).map_err(store_error)?;
     let absolute: Option<i64> = row.try_get(5).map_err(store_error)?;
     let expiry = match (idle, absolute) {

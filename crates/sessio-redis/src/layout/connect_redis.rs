@@ -28,6 +28,7 @@ use sessio::store::{
 };
 use sessio::SessionId;
 
+use crate::conn::wrong_type_is_decode;
 use crate::error::{MigrateError, WriteContention};
 use crate::layout::layout_key;
 use crate::scripts;
@@ -187,8 +188,10 @@ async fn read_on(
         .arg(key)
         .cmd("PEXPIRETIME")
         .arg(key);
-    let (value, pttl, expire_time): (Option<Vec<u8>>, i64, i64) =
-        store.bounded(pipe.query_async(conn)).await?;
+    let (value, pttl, expire_time): (Option<Vec<u8>>, i64, i64) = store
+        .bounded(pipe.query_async(conn))
+        .await
+        .map_err(wrong_type_is_decode)?;
     Ok(value.map(|value| Stored {
         value,
         pttl,

@@ -11,6 +11,7 @@ use redis::{Cmd, RedisWrite, Script, ToRedisArgs, Value};
 use sessio::store::{unix_millis, Changes, CreateOutcome, Meta, Record, StoreError, WriteOutcome};
 
 use crate::cache::Cached;
+use crate::conn::wrong_type_is_decode;
 use crate::error::MigrateError;
 use crate::layout::layout_key;
 use crate::scripts::Caller;
@@ -50,7 +51,10 @@ impl RedisStore {
             // Sized once: `redis::cmd` would grow it as the key goes in.
             let mut read = Cmd::with_capacity(2, command.len() + key.len());
             read.arg(command).arg(key);
-            let reply = self.bounded(read.query_async(&mut conn)).await?;
+            let reply = self
+                .bounded(read.query_async(&mut conn))
+                .await
+                .map_err(wrong_type_is_decode)?;
             decode(reply, now).map_err(|e| StoreError::Decode(Box::new(e)))
         })
         .await
