@@ -81,8 +81,7 @@
 //!
 //! under the key `{prefix}{base64url(sha256(id)[..16])}` (22 characters after the prefix).
 //! `{prefix}layout` records the layout version (`2`); [`RedisStore::migrate`] writes and
-//! checks it, and upgrades a prefix at layout `1` (whose keys held the whole SHA-256, 43
-//! characters) by renaming its sessions' keys.
+//! checks it.
 //!
 //! ## Compact
 //!

@@ -328,17 +328,6 @@ end
 return redis.call('GET', key)
 ";
 
-/// KEYS[1] the layout key (native layout); ARGV[1] the version to replace; ARGV[2] the new
-/// one. Records ARGV[2] if ARGV[1] (or nothing) is recorded; returns what is recorded then.
-const REPLACE_LAYOUT: &str = r"
-local found = redis.call('GET', KEYS[1])
-if not found or found == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2])
-  return ARGV[2]
-end
-return found
-";
-
 /// A write script: `helpers` (the functions of its layout), `body`, and how it ends once
 /// it wrote.
 fn writing(helpers: &str, body: &str, end: &str) -> Script {
@@ -407,7 +396,3 @@ pub(crate) fn get_if_string() -> &'static Script {
     SCRIPT.get_or_init(|| Script::new(GET_IF_STRING))
 }
 
-pub(crate) fn replace_layout() -> &'static Script {
-    static SCRIPT: OnceLock<Script> = OnceLock::new();
-    SCRIPT.get_or_init(|| Script::new(REPLACE_LAYOUT))
-}

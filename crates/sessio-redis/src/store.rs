@@ -363,12 +363,7 @@ impl RedisStore {
     ///
     /// - [`Layout::Native`]: records the layout of the sessions under this key prefix
     ///   (`{prefix}layout` = `2`), or checks the one recorded: it refuses to go on, changing
-    ///   nothing, when the prefix holds sessions in a layout this version does not know
-    ///   (written by a newer version). A prefix at layout `1` (sessio-redis before the keys
-    ///   were shortened) is upgraded first: every session key is renamed, keeping its
-    ///   value and expiry, which takes one pass of `SCAN` over the database. Safe to run
-    ///   from several instances at once; stop the instances still writing layout `1`
-    ///   first, as what they write during and after the upgrade is not seen.
+    ///   nothing, when the prefix holds sessions in a layout this version does not know.
     /// - [`Layout::Compact`]: checks that Redis can run the layout's scripts (Redis 6.2 or
     ///   later: [`MigrateError::UnsupportedServer`] otherwise), then records
     ///   `{prefix}layout` = `compact-1`, or checks the one recorded, refusing a prefix that
@@ -377,7 +372,7 @@ impl RedisStore {
     ///   Node would take any extra key under the prefix for a session); it checks that Redis
     ///   answers and that the prefix is not marked as holding one of sessio's layouts.
     ///
-    /// Redis needs no schema, so this is cheap (but for that one upgrade).
+    /// Redis needs no schema, so this is cheap: one round trip or two.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

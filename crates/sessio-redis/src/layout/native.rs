@@ -12,35 +12,24 @@
 //! | `i`, `a`   | the session's own idle timeout and absolute lifetime, milliseconds; absent when it has none |
 //! | `d:{key}`  | the JSON text of data key `key`                   |
 //!
-//! Layout versions, recorded under `{prefix}layout`:
-//!
-//! - `1`: the same hash under the whole SHA-256, `{prefix}{base64url(sha256(id))}` (43
-//!   characters after the prefix). [`migrate`] renames such keys to their version 2 names.
-//! - `2`: the above.
+//! [`migrate`] records the layout version, `2`, under `{prefix}layout`.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use redis::{Cmd, RedisWrite, Script, ToRedisArgs, Value};
 use sessio::store::{
     from_unix_millis, storage_key, unix_millis, Changes, CreateOutcome, Data, Meta, Record,
     StoreError, WriteOutcome,
 };
 use sessio::{Expiry, SessionId};
-use tokio::task::JoinSet;
 
 use crate::error::MigrateError;
 use crate::layout::hashed::{expect_layout, hashed_key, pattern_of_len, record_layout, JsonText};
-use crate::layout::layout_key;
 use crate::scripts;
 use crate::store::RedisStore;
 
 /// The layout version this crate writes, recorded under `{prefix}layout`.
 pub(crate) const LAYOUT_VERSION: &str = "2";
-/// The previous layout version, which [`migrate`] upgrades.
-pub(crate) const V1_LAYOUT_VERSION: &str = "1";
 /// The key prefix used unless configured otherwise.
 pub(crate) const DEFAULT_PREFIX: &str = "sessio:";
 
@@ -55,13 +44,11 @@ pub(crate) const DEFAULT_PREFIX: &str = "sessio:";
 ///
 /// Fewer bytes would save nothing: with the default prefix the key is 29 characters, and
 /// Redis 7.0 (jemalloc) allocates any key of 23 to 30 characters in the same 32 bytes (the
-/// 50 characters of layout 1 took 64), so 12 bytes (16 characters) would cost as much.
+/// whole SHA-256's 50 characters would take 64), so 12 bytes (16 characters) would cost as
+/// much.
 pub(crate) const KEY_BYTES: usize = 16;
 /// Characters of the base64url (unpadded) encoding of the [`KEY_BYTES`] kept.
 pub(crate) const ENCODED_KEY_LEN: usize = 22;
-/// Characters after the prefix of a layout 1 key: the base64url of the whole 32-byte
-/// storage key.
-pub(crate) const V1_ENCODED_KEY_LEN: usize = 43;
 
 pub(crate) const CREATED: &str = "c";
 pub(crate) const LAST_ACTIVE: &str = "l";
@@ -81,29 +68,10 @@ fn key_of_hash(prefix: &str, hash: &[u8]) -> String {
     hashed_key(prefix, &hash[..KEY_BYTES])
 }
 
-/// The layout 2 name of a layout 1 session key: the same hash, truncated. `None` for a
-/// key that is not a layout 1 session key under `prefix`.
-///
-/// (A key of another prefix could pass for one only if that prefix were this one followed
-/// by exactly 21 base64url characters, with no separator.)
-pub(crate) fn v2_key_of_v1(prefix: &str, v1_key: &[u8]) -> Option<String> {
-    let encoded = v1_key.strip_prefix(prefix.as_bytes())?;
-    if encoded.len() != V1_ENCODED_KEY_LEN {
-        return None;
-    }
-    let hash = URL_SAFE_NO_PAD.decode(encoded).ok()?;
-    (hash.len() == 32).then(|| key_of_hash(prefix, &hash))
-}
-
 /// A `SCAN MATCH` pattern matching exactly this prefix's session keys: the prefix and 22
 /// more characters. Neither the layout key nor keys under a longer prefix match it.
 pub(crate) fn scan_pattern(prefix: &str) -> String {
     pattern_of_len(prefix, ENCODED_KEY_LEN)
-}
-
-/// The `SCAN MATCH` pattern of layout 1 session keys: the prefix and 43 more characters.
-fn v1_scan_pattern(prefix: &str) -> String {
-    pattern_of_len(prefix, V1_ENCODED_KEY_LEN)
 }
 
 fn duration_millis(duration: Duration) -> i64 {
@@ -289,107 +257,10 @@ pub(crate) fn decode(reply: Value, now: SystemTime) -> Result<Option<Record>, De
     Ok(Some(Record { data, meta }))
 }
 
-/// Records the layout version under `{prefix}layout`, or checks the one recorded; upgrades
-/// a prefix at layout 1 (see [`upgrade_from_v1`]) and then records 2.
+/// Records the layout version under `{prefix}layout`, or checks the one recorded.
 pub(crate) async fn migrate(store: &RedisStore) -> Result<(), MigrateError> {
-    let mut found = record_layout(store, LAYOUT_VERSION).await?;
-    if found.as_deref() == Some(V1_LAYOUT_VERSION) {
-        upgrade_from_v1(store).await.map_err(MigrateError::Store)?;
-        // Another instance may have upgraded meanwhile (to 2, or later still): record 2
-        // only over 1 (or nothing), and check whatever is recorded then.
-        found = store
-            .bounded(
-                scripts::replace_layout()
-                    .key(layout_key(store.key_prefix()))
-                    .arg(V1_LAYOUT_VERSION)
-                    .arg(LAYOUT_VERSION)
-                    .invoke_async(&mut store.conn()),
-            )
-            .await
-            .map_err(MigrateError::Store)?;
-    }
+    let found = record_layout(store, LAYOUT_VERSION).await?;
     expect_layout(found, LAYOUT_VERSION)
-}
-
-/// Renames every layout 1 session key under the prefix to its layout 2 name (see
-/// [`v2_key_of_v1`]), keeping its value and its time to live; returns how many moved.
-///
-/// Keys are read on the node that holds them (`DUMP` and `PTTL`, a SCAN batch per round
-/// trip), written under their new names with `RESTORE` (in a cluster the new name is
-/// usually in another slot, so `RENAME` cannot be used), and only then removed. Every
-/// step can run twice: when two instances upgrade at once, the second `RESTORE` of a key
-/// finds the new name taken (`BUSYKEY`) and the old one is removed all the same; a key
-/// already gone is skipped. A key already present under its new name is a session written
-/// in layout 2 since, and is kept as it is.
-///
-/// A layout 1 instance still running may write an old key meanwhile; what it writes after
-/// the key was read is lost, and sessions it creates afterwards are not seen by layout 2
-/// instances (they expire by themselves). Upgrade with the old instances stopped to lose
-/// nothing.
-async fn upgrade_from_v1(store: &RedisStore) -> Result<u64, StoreError> {
-    let prefix: Arc<str> = Arc::from(store.key_prefix());
-    let pattern = v1_scan_pattern(&prefix);
-    store
-        .scan_keys(&pattern, |mut conn, node, keys| {
-            let prefix = Arc::clone(&prefix);
-            async move {
-                let moves: Vec<(Vec<u8>, String)> = keys
-                    .into_iter()
-                    .filter_map(|old| v2_key_of_v1(&prefix, &old).map(|new| (old, new)))
-                    .collect();
-                if moves.is_empty() {
-                    return Ok(0);
-                }
-                let mut read = redis::pipe();
-                for (old, _) in &moves {
-                    read.cmd("DUMP").arg(old).cmd("PTTL").arg(old);
-                }
-                let replies = store.bounded(conn.pipeline_on(node, &read)).await?;
-
-                let mut restores = JoinSet::new();
-                for ((old, new), reply) in moves.into_iter().zip(replies.chunks(2)) {
-                    let [Value::BulkString(dump), Value::Int(pttl)] = reply else {
-                        // Gone since the scan (expired or removed).
-                        continue;
-                    };
-                    if *pttl == -2 {
-                        continue;
-                    }
-                    // No TTL (-1) is RESTORE's 0.
-                    let ttl = (*pttl).max(0);
-                    let mut restore = redis::cmd("RESTORE");
-                    restore.arg(&new).arg(ttl).arg(dump.as_slice());
-                    let (store, mut conn) = (store.clone(), conn.clone());
-                    restores.spawn(async move {
-                        let restored: Result<(), StoreError> = store
-                            .bounded(async {
-                                match restore.query_async::<()>(&mut conn).await {
-                                    Err(e) if e.code() == Some("BUSYKEY") => Ok(()),
-                                    other => other,
-                                }
-                            })
-                            .await;
-                        restored.map(|()| old)
-                    });
-                }
-                let mut moved = Vec::new();
-                while let Some(done) = restores.join_next().await {
-                    moved.push(done.map_err(|e| StoreError::Backend(Box::new(e)))??);
-                }
-                if moved.is_empty() {
-                    return Ok(0);
-                }
-                let mut remove = redis::pipe();
-                for old in &moved {
-                    remove.cmd("UNLINK").arg(old).ignore();
-                }
-                store
-                    .bounded(conn.pipeline_on(node, &remove))
-                    .await
-                    .map(|_| moved.len() as u64)
-            }
-        })
-        .await
 }
 
 /// `meta` as Redis keeps it, and so as [`decode`] gives it back: to the millisecond.
@@ -475,6 +346,9 @@ pub(crate) async fn write(
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
     use super::*;
 
     fn bulk(s: &str) -> Value {
@@ -511,31 +385,6 @@ mod tests {
         assert_eq!(key["p:".len()..], URL_SAFE_NO_PAD.encode(&hash[..16]));
         // With the default prefix, 29 characters: Redis keeps it in a 32-byte allocation.
         assert_eq!(session_key(DEFAULT_PREFIX, &id).len(), 29);
-    }
-
-    #[test]
-    fn v1_keys_map_onto_v2_keys_without_the_id() {
-        let id = SessionId::from("some session id");
-        let v1 = format!("p:{}", URL_SAFE_NO_PAD.encode(storage_key(&id)));
-        assert_eq!(v1.len(), 2 + V1_ENCODED_KEY_LEN);
-        assert_eq!(v1_scan_pattern("p:").len(), v1.len());
-        assert_eq!(
-            v2_key_of_v1("p:", v1.as_bytes()),
-            Some(session_key("p:", &id))
-        );
-        // Not layout 1 session keys under this prefix.
-        let v2 = session_key("p:", &id);
-        for other in [
-            v2.as_str(),
-            "p:layout",
-            &v1[1..],
-            &format!("q:{}", &v1[2..]),
-            &format!("p:{}", &v1[3..]),
-            &format!("p:{}!", &v1[2..44]),
-            &format!("p:{}", "*".repeat(43)),
-        ] {
-            assert_eq!(v2_key_of_v1("p:", other.as_bytes()), None, "{other}");
-        }
     }
 
     #[test]
