@@ -395,4 +395,3 @@ pub(crate) fn get_if_string() -> &'static Script {
     static SCRIPT: OnceLock<Script> = OnceLock::new();
     SCRIPT.get_or_init(|| Script::new(GET_IF_STRING))
 }
-
