@@ -8,7 +8,7 @@ use serde_json::json;
 use sessio::store::{Changes, Meta, Record};
 use sessio::{IdGenerator, MemoryStore, RandomIdGenerator, SessionStore};
 use sessio_postgres::PostgresStore;
-use sessio_redis::{ClientCache, Layout, RedisStore};
+use sessio_redis::{ClientCache, RedisStore};
 use sessio_sqlite::SqliteStore;
 
 fn record() -> Record {
@@ -121,12 +121,6 @@ fn stores(c: &mut Criterion) {
                     .unwrap()
             });
             bench_store(c, &runtime, "redis", store.clone());
-            let compact = store
-                .clone()
-                .with_layout(Layout::Compact)
-                .with_key_prefix("sb:")
-                .unwrap();
-            bench_store(c, &runtime, "redis-compact", compact);
             let cached = runtime.block_on(store.with_client_cache(ClientCache::new()));
             bench_store(c, &runtime, "redis-client-cache", cached.unwrap());
         }

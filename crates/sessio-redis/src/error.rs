@@ -83,9 +83,9 @@ pub enum MigrateError {
         expected: &'static str,
     },
     /// The store uses the [`ConnectRedis`](crate::Layout::ConnectRedis) layout, but
-    /// `{prefix}layout` marks the key prefix as holding one of sessio's own layouts
-    /// ([`Native`](crate::Layout::Native) or [`Compact`](crate::Layout::Compact)): the two
-    /// cannot share a prefix. Nothing was changed.
+    /// `{prefix}layout` marks the key prefix as holding sessio's own layout
+    /// ([`Native`](crate::Layout::Native)): the two cannot share a prefix. Nothing was
+    /// changed.
     #[error(
         "the key prefix holds sessio's own session layout ({found:?}); \
          the connect-redis layout needs a prefix of its own"
@@ -94,15 +94,6 @@ pub enum MigrateError {
         /// The layout recorded in Redis.
         found: String,
     },
-    /// Redis refused what the store's layout needs: the
-    /// [`Compact`](crate::Layout::Compact) layout writes with `SET ... PXAT` (Redis 6.2 or
-    /// later) and reads its values with the `struct` library of Redis's Lua. Nothing was
-    /// changed.
-    #[error(
-        "this Redis cannot serve the compact session layout, which needs Redis 6.2 or later \
-         (SET with PXAT) and the struct library of its Lua"
-    )]
-    UnsupportedServer(#[source] redis::RedisError),
 }
 
 /// Why a [`ConnectRedis`](crate::Layout::ConnectRedis) layout update or touch gave up:

@@ -1,10 +1,8 @@
 //! A [`sessio`] session store on Redis: one server or a Redis Cluster.
 //!
 //! - **One hash per session**, under `{prefix}{base64url(sha256(id)[..16])}`: a dump of Redis
-//!   holds no usable session id, and each session lives in one hash slot. Or, for the
-//!   least Redis memory, **one string per session** under a 14-character key
-//!   ([`Layout::Compact`]); or, to share sessions with Node, **connect-redis's layout**
-//!   ([`Layout::ConnectRedis`]).
+//!   holds no usable session id, and each session lives in one hash slot. Or, to share
+//!   sessions with Node, **connect-redis's layout** ([`Layout::ConnectRedis`]).
 //! - **Atomic per-key writes**: every write is one Lua script on that one key, so
 //!   concurrent requests writing different keys of a session all keep their writes, and a
 //!   destroyed session is never written back, on a single server and in a cluster alike.
@@ -82,36 +80,6 @@
 //! under the key `{prefix}{base64url(sha256(id)[..16])}` (22 characters after the prefix).
 //! `{prefix}layout` records the layout version (`2`); [`RedisStore::migrate`] writes and
 //! checks it.
-//!
-//! ## Compact
-//!
-//! [`RedisStore::with_layout`]`(`[`Layout::Compact`]`)` keeps the same content in one
-//! string per session, under `{prefix}{base64url(sha256(id)[..9])}` (default prefix `s:`, 14
-//! characters in all): 149 bytes of Redis memory for a small session where the native
-//! layout takes 197. The string is six bytes, then unsigned LEB128 varints and bytes:
-//!
-//! | part | value |
-//! |---|---|
-//! | `expires + own * 2^47`, 6 bytes big-endian | expires_at, milliseconds since the Unix epoch (also the key's `PXAT`); `own` is 1 when the session has an expiry of its own |
-//! | `zigzag(expires - last_active)`, `zigzag(last_active - created)` | milliseconds |
-//! | `idle`, `absolute` | only when `own` is 1: the session's own limits, milliseconds |
-//! | `len(key)`, key, `len(json)`, json | each data key and its JSON text |
-//!
-//! A write rewrites the string in one Lua script (decoding it, applying the changed keys),
-//! where the native layout sets the changed fields alone: it suits sessions of a few small
-//! keys. `{prefix}layout` records `compact-1`. Needs Redis 6.2 or later.
-//!
-//! ```no_run
-//! use sessio_redis::{Layout, RedisStore};
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = RedisStore::connect("redis://127.0.0.1:6379")
-//!     .await?
-//!     .with_layout(Layout::Compact); // keys `s:` + 12 characters
-//! store.migrate().await?;
-//! # Ok(())
-//! # }
-//! ```
 //!
 //! ## connect-redis
 //!

@@ -19,7 +19,7 @@ use sessio::SessionId;
 use crate::cache::{Cache, ClientCache, ClientCacheStats};
 use crate::conn::{connect_error, store_error, Conn, Node, Via, CONNECT_LIMIT};
 use crate::error::{ConnectError, InvalidKeyPrefix, MigrateError};
-use crate::layout::{compact, connect_redis, native, validate_prefix, Layout};
+use crate::layout::{connect_redis, native, validate_prefix, Layout};
 use crate::scripts;
 
 /// Keys asked for per SCAN step, and so the most sessions checked per round trip by
@@ -36,8 +36,6 @@ const SCAN_BATCH: usize = 1000;
 /// requests writing different keys of a session all keep their writes, and a destroyed
 /// session is never written back.
 ///
-/// [`with_layout`](Self::with_layout)`(`[`Layout::Compact`]`)` keeps the same in one string
-/// per session under a shorter key, in a quarter less Redis memory.
 /// [`with_layout`](Self::with_layout)`(`[`Layout::ConnectRedis`]`)` lays sessions out as
 /// Node's connect-redis does instead, to share them with an express-session application,
 /// with the same guarantees (see [`Layout`]); its keys hold the raw session ids.
@@ -157,9 +155,8 @@ impl RedisStore {
         }
     }
 
-    /// Files sessions under keys starting with `prefix` (default `sessio:`; `s:` in the
-    /// [`Compact`](Layout::Compact) layout, where a longer prefix costs Redis 16 bytes per
-    /// session; `sess:` in the [`ConnectRedis`](Layout::ConnectRedis) layout), so that
+    /// Files sessions under keys starting with `prefix` (default `sessio:`; `sess:` in the
+    /// [`ConnectRedis`](Layout::ConnectRedis) layout), so that
     /// several applications can share one Redis. 1 to 64 characters of
     /// `A-Z a-z 0-9 : _ . -`.
     ///
@@ -212,8 +209,8 @@ impl RedisStore {
     }
 
     /// Lays sessions out as `layout` says (default [`Layout::Native`]), and switches the
-    /// key prefix to that layout's default ([`Layout::default_key_prefix`]): `s:` for
-    /// [`Layout::Compact`], `sess:` for [`Layout::ConnectRedis`], as connect-redis uses. Call
+    /// key prefix to that layout's default ([`Layout::default_key_prefix`]): `sess:` for
+    /// [`Layout::ConnectRedis`], as connect-redis uses. Call
     /// [`with_key_prefix`](Self::with_key_prefix) afterwards for another prefix (the one
     /// your connect-redis is configured with, say).
     ///
@@ -248,7 +245,7 @@ impl RedisStore {
     /// it trades: another instance's writes reach this one's cache when Redis's
     /// invalidation does, not at once.
     ///
-    /// In the [`Native`](Layout::Native) and [`Compact`](Layout::Compact) layouts a changed
+    /// In the [`Native`](Layout::Native) layout a changed
     /// session is then written with one round trip and stays cached. In the
     /// [`ConnectRedis`](Layout::ConnectRedis) layout reads are cached, and a write (a
     /// compare-and-set that reads the stored value first) drops the session from the cache
@@ -364,10 +361,6 @@ impl RedisStore {
     /// - [`Layout::Native`]: records the layout of the sessions under this key prefix
     ///   (`{prefix}layout` = `2`), or checks the one recorded: it refuses to go on, changing
     ///   nothing, when the prefix holds sessions in a layout this version does not know.
-    /// - [`Layout::Compact`]: checks that Redis can run the layout's scripts (Redis 6.2 or
-    ///   later: [`MigrateError::UnsupportedServer`] otherwise), then records
-    ///   `{prefix}layout` = `compact-1`, or checks the one recorded, refusing a prefix that
-    ///   holds another layout.
     /// - [`Layout::ConnectRedis`]: writes nothing (connect-redis records no layout, and
     ///   Node would take any extra key under the prefix for a session); it checks that Redis
     ///   answers and that the prefix is not marked as holding one of sessio's layouts.
@@ -384,7 +377,6 @@ impl RedisStore {
     pub async fn migrate(&self) -> Result<(), MigrateError> {
         match self.layout {
             Layout::Native => native::migrate(self).await,
-            Layout::Compact => compact::migrate(self).await,
             Layout::ConnectRedis => connect_redis::migrate(self).await,
         }
     }
@@ -526,7 +518,6 @@ impl SessionStore for RedisStore {
     async fn create(&self, id: &SessionId, record: &Record) -> Result<CreateOutcome, StoreError> {
         match self.layout {
             Layout::Native => native::create(self, id, record).await,
-            Layout::Compact => compact::create(self, id, record).await,
             Layout::ConnectRedis => Box::pin(connect_redis::create(self, id, record)).await,
         }
     }
@@ -536,10 +527,6 @@ impl SessionStore for RedisStore {
             Layout::Native => {
                 let key = native::session_key(&self.prefix, id);
                 self.read_key(&key, now, "HGETALL", native::decode).await
-            }
-            Layout::Compact => {
-                let key = compact::session_key(&self.prefix, id);
-                self.read_key(&key, now, "GET", compact::decode).await
             }
             Layout::ConnectRedis => Box::pin(connect_redis::load(self, id, now)).await,
         }
@@ -553,7 +540,6 @@ impl SessionStore for RedisStore {
     ) -> Result<WriteOutcome, StoreError> {
         match self.layout {
             Layout::Native => native::write(self, id, Some(changes), meta).await,
-            Layout::Compact => compact::write(self, id, Some(changes), meta).await,
             Layout::ConnectRedis => Box::pin(connect_redis::write(self, id, changes, meta)).await,
         }
     }
@@ -561,7 +547,6 @@ impl SessionStore for RedisStore {
     async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
         match self.layout {
             Layout::Native => native::write(self, id, None, meta).await,
-            Layout::Compact => compact::write(self, id, None, meta).await,
             Layout::ConnectRedis => {
                 Box::pin(connect_redis::write(self, id, &Changes::default(), meta)).await
             }
@@ -572,10 +557,6 @@ impl SessionStore for RedisStore {
         match self.layout {
             Layout::Native => {
                 self.delete_key(&native::session_key(&self.prefix, id))
-                    .await
-            }
-            Layout::Compact => {
-                self.delete_key(&compact::session_key(&self.prefix, id))
                     .await
             }
             Layout::ConnectRedis => connect_redis::delete(self, id).await,
@@ -593,11 +574,6 @@ impl SessionStore for RedisStore {
                 self.sweep(&pattern, scripts::delete_if_expired(), now)
                     .await
             }
-            Layout::Compact => {
-                let pattern = compact::scan_pattern(&self.prefix);
-                self.sweep(&pattern, scripts::compact_delete_if_expired(), now)
-                    .await
-            }
             Layout::ConnectRedis => connect_redis::delete_expired(self, now).await,
         }
     }
@@ -611,7 +587,6 @@ impl SessionStore for RedisStore {
     async fn count(&self) -> Result<u64, StoreError> {
         match self.layout {
             Layout::Native => self.count_keys(&native::scan_pattern(&self.prefix)).await,
-            Layout::Compact => self.count_keys(&compact::scan_pattern(&self.prefix)).await,
             Layout::ConnectRedis => {
                 self.count_keys(&connect_redis::scan_pattern(&self.prefix))
                     .await

@@ -81,7 +81,6 @@ fn session_key(layout: Layout, prefix: &str, id: &SessionId) -> String {
     let hash = storage_key(id);
     match layout {
         Layout::Native => format!("{prefix}{}", URL_SAFE_NO_PAD.encode(&hash[..16])),
-        Layout::Compact => format!("{prefix}{}", URL_SAFE_NO_PAD.encode(&hash[..9])),
         _ => format!("{prefix}{}", id.as_str()),
     }
 }
@@ -197,61 +196,6 @@ const NATIVE_DAMAGES: &[Damage] = &[
         what: "a data field name that is not UTF-8",
         apply: |conn, key| {
             let _: i64 = run(conn, redis::cmd("HSET").arg(key).arg(b"d:\xff").arg(1));
-        },
-    },
-];
-
-const COMPACT_DAMAGES: &[Damage] = &[
-    Damage {
-        what: "a hash where a string is expected",
-        apply: |conn, key| {
-            replace_by(
-                conn,
-                key,
-                redis::cmd("HSET").arg(key).arg("d:views").arg(SECRET),
-            )
-        },
-    },
-    Damage {
-        what: "truncated in its timestamps",
-        apply: |conn, key| edit_string(conn, key, |value| value.truncate(3)),
-    },
-    Damage {
-        what: "truncated in its data",
-        apply: |conn, key| {
-            edit_string(conn, key, |value| {
-                value.pop();
-            })
-        },
-    },
-    Damage {
-        what: "a data value that is not JSON",
-        apply: |conn, key| edit_string(conn, key, |value| *value.last_mut().unwrap() = b'{'),
-    },
-    Damage {
-        what: "a data key that is not UTF-8",
-        apply: |conn, key| {
-            edit_string(conn, key, |value| {
-                let at = value.windows(5).position(|w| w == b"views").unwrap();
-                value[at] = 0xff;
-            })
-        },
-    },
-    Damage {
-        what: "a data key twice",
-        apply: |conn, key| {
-            edit_string(conn, key, |value| {
-                value.extend_from_slice(b"\x05views\x011");
-            })
-        },
-    },
-    Damage {
-        what: "a varint too long for 64 bits",
-        apply: |conn, key| {
-            edit_string(conn, key, |value| {
-                value.truncate(6);
-                value.extend_from_slice(&[0xff; 11]);
-            })
         },
     },
 ];
@@ -435,14 +379,6 @@ async fn native_sessions_that_do_not_decode_give_fresh_sessions() {
 }
 
 #[tokio::test]
-async fn compact_sessions_that_do_not_decode_give_fresh_sessions() {
-    let Some(target) = Target::single() else {
-        return;
-    };
-    damaged_sessions_give_fresh_sessions(target, Layout::Compact, COMPACT_DAMAGES).await;
-}
-
-#[tokio::test]
 async fn connect_redis_sessions_that_do_not_decode_give_fresh_sessions() {
     let Some(target) = Target::single() else {
         return;
@@ -456,14 +392,6 @@ async fn cluster_native_sessions_that_do_not_decode_give_fresh_sessions() {
         return;
     };
     damaged_sessions_give_fresh_sessions(target, Layout::Native, NATIVE_DAMAGES).await;
-}
-
-#[tokio::test]
-async fn cluster_compact_sessions_that_do_not_decode_give_fresh_sessions() {
-    let Some(target) = Target::cluster() else {
-        return;
-    };
-    damaged_sessions_give_fresh_sessions(target, Layout::Compact, COMPACT_DAMAGES).await;
 }
 
 #[tokio::test]

@@ -107,11 +107,6 @@ async fn a_cached_store_conforms() {
     cached_store_conforms(Layout::Native).await;
 }
 
-#[tokio::test]
-async fn a_cached_store_conforms_in_the_compact_layout() {
-    cached_store_conforms(Layout::Compact).await;
-}
-
 async fn cached_store_conforms(layout: Layout) {
     let Some(Target::Single(url)) = Target::single() else {
         return;
@@ -204,11 +199,6 @@ async fn another_clients_writes_reach_the_cache() {
     other_clients_writes_reach_the_cache(Layout::Native).await;
 }
 
-#[tokio::test]
-async fn another_clients_writes_reach_the_cache_in_the_compact_layout() {
-    other_clients_writes_reach_the_cache(Layout::Compact).await;
-}
-
 async fn other_clients_writes_reach_the_cache(layout: Layout) {
     let Some(Target::Single(url)) = Target::single() else {
         return;
@@ -257,11 +247,6 @@ async fn other_clients_writes_reach_the_cache(layout: Layout) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writes_leave_the_cache_exact() {
     concurrent_writes_leave_the_cache_exact_in(Layout::Native).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writes_leave_the_cache_exact_in_the_compact_layout() {
-    concurrent_writes_leave_the_cache_exact_in(Layout::Compact).await;
 }
 
 async fn concurrent_writes_leave_the_cache_exact_in(layout: Layout) {

@@ -21,8 +21,7 @@ async fn conforms(target: Target, layout: Layout) {
     let prefix = unique_prefix();
     let cleanup = Cleanup::new(target.urls(), &prefix);
     let with_prefix = || target.store(layout, &prefix);
-    // On a cluster too, the layout's marker (and the compact layout's check of Redis) go
-    // wherever their keys' slots are.
+    // On a cluster too, the layout's marker goes wherever its key's slot is.
     with_prefix().await.migrate().await.unwrap();
     check_store(with_prefix).await;
 
@@ -47,22 +46,6 @@ async fn redis_cluster_conforms() {
         return;
     };
     conforms(target, Layout::Native).await;
-}
-
-#[tokio::test]
-async fn standalone_redis_conforms_in_the_compact_layout() {
-    let Some(target) = Target::single() else {
-        return;
-    };
-    conforms(target, Layout::Compact).await;
-}
-
-#[tokio::test]
-async fn redis_cluster_conforms_in_the_compact_layout() {
-    let Some(target) = Target::cluster() else {
-        return;
-    };
-    conforms(target, Layout::Compact).await;
 }
 
 /// Sessions spread over every primary, and `count` and `delete_expired` find them all.

@@ -4,7 +4,6 @@
 //! sessio-server --addr 127.0.0.1:3000 --store memory|sqlite://PATH|postgres://...|redis://...
 //!               [--max-sessions N]   (memory store only; default MemoryStore's own)
 //!               [--client-cache]     (Redis only: RedisStore::with_client_cache, defaults)
-//!               [--layout compact]   (Redis only: RedisStore::with_layout(Layout::Compact))
 //! ```
 //!
 //! `SessionLayer` defaults with a fixed secret. `GET /` counts the visit (the session changes
@@ -44,7 +43,6 @@ struct Args {
     store: String,
     max_sessions: Option<usize>,
     client_cache: bool,
-    layout: sessio_redis::Layout,
 }
 
 fn args() -> Args {
@@ -52,7 +50,6 @@ fn args() -> Args {
     let (mut addr, mut store) = ("127.0.0.1:3000".to_owned(), "memory".to_owned());
     let mut max_sessions = None;
     let mut client_cache = false;
-    let mut layout = sessio_redis::Layout::Native;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--addr" => addr = args.next().expect("--addr needs a value"),
@@ -62,17 +59,10 @@ fn args() -> Args {
                 max_sessions = Some(n.parse().expect("--max-sessions must be a whole number"));
             }
             "--client-cache" => client_cache = true,
-            "--layout" => {
-                layout = match args.next().as_deref() {
-                    Some("native") => sessio_redis::Layout::Native,
-                    Some("compact") => sessio_redis::Layout::Compact,
-                    other => panic!("--layout needs native or compact, not {other:?}"),
-                }
-            }
             other => panic!(
                 "unknown argument {other:?}; usage: sessio-server [--addr HOST:PORT] \
                  [--store memory|sqlite://..|postgres://..|redis://..] [--max-sessions N] \
-                 [--client-cache] [--layout native|compact]"
+                 [--client-cache]"
             ),
         }
     }
@@ -81,7 +71,6 @@ fn args() -> Args {
         store,
         max_sessions,
         client_cache,
-        layout,
     }
 }
 
@@ -114,9 +103,7 @@ async fn layer(args: &Args) -> Result<SessionLayer, Error> {
             SessionLayer::new(store, keys)
         }
         "redis" => {
-            let mut store = sessio_redis::RedisStore::connect_url(url)
-                .await?
-                .with_layout(args.layout);
+            let mut store = sessio_redis::RedisStore::connect_url(url).await?;
             if args.client_cache {
                 store = store
                     .with_client_cache(sessio_redis::ClientCache::new())

@@ -1,7 +1,6 @@
-//! The store operations the [`Native`](crate::Layout::Native) and
-//! [`Compact`](crate::Layout::Compact) layouts share: both keep a session under a hash of
-//! its id and write it with one Lua script, through the client cache when there is one.
-//! Each layout module says only how it encodes.
+//! The store operations of a layout that keeps a session under a hash of its id and writes
+//! it with one Lua script, through the client cache when there is one
+//! ([`Native`](crate::Layout::Native)); the layout's module says only how it encodes.
 
 use std::time::SystemTime;
 

@@ -2,7 +2,6 @@
 //! module of its own implementing the store operations on top of [`RedisStore`]'s
 //! connection.
 
-pub(crate) mod compact;
 pub(crate) mod connect_redis;
 pub(crate) mod hashed;
 pub(crate) mod native;
@@ -15,15 +14,15 @@ pub(crate) const MAX_PREFIX_LEN: usize = 64;
 /// How a [`RedisStore`](crate::RedisStore) lays sessions out in Redis; chosen with
 /// [`RedisStore::with_layout`](crate::RedisStore::with_layout).
 ///
-/// | | [`Native`](Layout::Native) (default) | [`Compact`](Layout::Compact) | [`ConnectRedis`](Layout::ConnectRedis) |
-/// |---|---|---|---|
-/// | key | `{prefix}{base64url(sha256(id)[..16])}` | `{prefix}{base64url(sha256(id)[..9])}` | `{prefix}{id}`: the **raw** session id |
-/// | value | a hash: timestamps and one field per data key | one string: packed timestamps and data | connect-redis's JSON string |
-/// | default prefix | `sessio:` | `s:` | `sess:` |
-/// | expiry | `PEXPIREAT` at the session's end, to the millisecond | `PXAT`, the same | `EX`, in whole seconds, as connect-redis sets it |
-/// | per-key writes | one Lua script setting the changed fields | one Lua script rewriting the string | optimistic compare-and-set, retried |
-/// | keeps | creation time, idle and absolute limits | the same | what express keeps: `expires` and `originalMaxAge` |
-/// | Redis memory, a small session | 197 bytes | 149 bytes (with a prefix of at most 2 characters) | more: the JSON and the raw id |
+/// | | [`Native`](Layout::Native) (default) | [`ConnectRedis`](Layout::ConnectRedis) |
+/// |---|---|---|
+/// | key | `{prefix}{base64url(sha256(id)[..16])}` | `{prefix}{id}`: the **raw** session id |
+/// | value | a hash: timestamps and one field per data key | connect-redis's JSON string |
+/// | default prefix | `sessio:` | `sess:` |
+/// | expiry | `PEXPIREAT` at the session's end, to the millisecond | `EX`, in whole seconds, as connect-redis sets it |
+/// | per-key writes | one Lua script setting the changed fields | optimistic compare-and-set, retried |
+/// | keeps | creation time, idle and absolute limits | what express keeps: `expires` and `originalMaxAge` |
+/// | Redis memory, a small session | 197 bytes | more: the JSON and the raw id |
 ///
 /// ```
 /// use sessio_redis::Layout;
@@ -39,21 +38,6 @@ pub enum Layout {
     /// the millisecond.
     #[default]
     Native,
-    /// The native layout's content in the least Redis memory: one string per session,
-    /// under a 14-character key (the default prefix `s:` and 72 bits of the SHA-256 of
-    /// its id). A session of a few small keys takes about 149 bytes of Redis memory where
-    /// the native layout takes 197: a quarter fewer sessions' worth of memory for the same
-    /// Redis.
-    ///
-    /// What it trades: a write rewrites the whole session (a Lua script decodes the
-    /// string, applies the changed keys and writes it back) where the native layout sets
-    /// the changed fields alone, so it suits sessions of a few small keys, not large ones;
-    /// and it needs Redis 6.2 or later (`SET ... PXAT`). Like the native layout it keeps
-    /// every timestamp to the millisecond, writes each change with one atomic script
-    /// (concurrent requests writing different keys all keep their writes), and its keys
-    /// hold no usable session id. A longer prefix ([`RedisStore::with_key_prefix`](crate::RedisStore::with_key_prefix))
-    /// costs 16 bytes per session more from 15 characters of key on.
-    Compact,
     /// connect-redis's layout (v9 and v10), to share sessions with a Node application
     /// running express-session with connect-redis: `SET {prefix}{id}` to the session's
     /// JSON, expiring after `ceil((expires - now) / 1 s)` seconds.
@@ -71,13 +55,11 @@ pub enum Layout {
 impl Layout {
     /// The key prefix this layout uses unless
     /// [`RedisStore::with_key_prefix`](crate::RedisStore::with_key_prefix) says otherwise:
-    /// `sessio:` for [`Native`](Layout::Native), `s:` for [`Compact`](Layout::Compact),
-    /// connect-redis's `sess:` for
+    /// `sessio:` for [`Native`](Layout::Native), connect-redis's `sess:` for
     /// [`ConnectRedis`](Layout::ConnectRedis).
     pub const fn default_key_prefix(self) -> &'static str {
         match self {
             Layout::Native => native::DEFAULT_PREFIX,
-            Layout::Compact => compact::DEFAULT_PREFIX,
             Layout::ConnectRedis => connect_redis::DEFAULT_PREFIX,
         }
     }
@@ -133,11 +115,10 @@ mod tests {
 
     #[test]
     fn every_default_prefix_is_valid() {
-        for layout in [Layout::Native, Layout::Compact, Layout::ConnectRedis] {
+        for layout in [Layout::Native, Layout::ConnectRedis] {
             assert!(validate_prefix(layout.default_key_prefix()).is_ok());
         }
         assert_eq!(Layout::Native.default_key_prefix(), "sessio:");
-        assert_eq!(Layout::Compact.default_key_prefix(), "s:");
         assert_eq!(Layout::ConnectRedis.default_key_prefix(), "sess:");
     }
 }
