@@ -131,6 +131,7 @@
 
 mod cache;
 mod conn;
+mod context;
 mod error;
 mod layout;
 mod scripts;

@@ -1,30 +1,20 @@
 //! [`RedisStore`]: the [`SessionStore`] on Redis or Redis Cluster.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::{
-    Cmd, ErrorKind, FromRedisValue, Pipeline, ProtocolVersion, RedisError, Script, ServerErrorKind,
-    Value,
-};
-use sessio::store::{
-    with_timeout, Changes, CreateOutcome, Meta, Record, SessionStore, StoreError, WriteOutcome,
-};
+use redis::ProtocolVersion;
+use sessio::store::{Changes, CreateOutcome, Meta, Record, SessionStore, StoreError, WriteOutcome};
 use sessio::SessionId;
 
 use crate::cache::{Cache, ClientCache, ClientCacheStats};
-use crate::conn::{connect_error, store_error, Conn, Node, Via, CONNECT_LIMIT};
+use crate::conn::{connect_error, Conn, CONNECT_LIMIT};
+use crate::context::Redis;
 use crate::error::{ConnectError, InvalidKeyPrefix, MigrateError};
 use crate::layout::{connect_redis, native, validate_prefix, Layout};
 use crate::scripts;
-
-/// Keys asked for per SCAN step, and so the most sessions checked per round trip by
-/// [`SessionStore::delete_expired`].
-const SCAN_BATCH: usize = 1000;
 
 /// Sessions in Redis, on one server or in a Redis Cluster.
 ///
@@ -307,50 +297,6 @@ impl RedisStore {
         self.cache.as_deref().map(Cache::stats)
     }
 
-    /// The cache and its tracking connection, if the store has a cache and it is connected.
-    pub(crate) fn tracking(&self) -> Option<(&Arc<Cache>, MultiplexedConnection)> {
-        let cache = self.cache.as_ref()?;
-        Some((cache, cache.connection()?))
-    }
-
-    /// The session under `key`, from the cache when it holds it; otherwise `read` over the
-    /// cache's tracking connection (so that Redis tracks the key for it) and cached, or,
-    /// without a connected cache, `read` over the store's own connection. `read` gives
-    /// `None` for a session that is missing or expired at `now`.
-    pub(crate) async fn load_through_cache<F, Fut>(
-        &self,
-        key: &str,
-        now: SystemTime,
-        read: F,
-    ) -> Result<Option<Record>, StoreError>
-    where
-        F: FnOnce(Via) -> Fut,
-        Fut: Future<Output = Result<Option<Record>, StoreError>>,
-    {
-        // One lookup: a hit, or the ticket a read that misses needs.
-        let ticket = match self.cache.as_ref().map(|cache| cache.look(key, now)) {
-            Some(Ok(record)) => return Ok(Some(record)),
-            Some(Err(ticket)) => Some(ticket),
-            None => None,
-        };
-        let (Some((cache, conn)), Some(ticket)) = (self.tracking(), ticket) else {
-            return read(Via::Store(self.conn())).await;
-        };
-        let record = read(Via::Tracking(conn)).await?;
-        if let Some(record) = &record {
-            cache.after_read(key, ticket, record, now);
-        }
-        Ok(record)
-    }
-
-    /// Drops the session under `key` from the cache, if there is one (it was written or
-    /// removed without the cache keeping up).
-    pub(crate) fn forget_cached(&self, key: &str) {
-        if let Some(cache) = &self.cache {
-            cache.forget(key.as_bytes());
-        }
-    }
-
     /// The layout of this store's sessions.
     pub fn layout(&self) -> Layout {
         self.layout
@@ -376,126 +322,19 @@ impl RedisStore {
     /// ```
     pub async fn migrate(&self) -> Result<(), MigrateError> {
         match self.layout {
-            Layout::Native => native::migrate(self).await,
-            Layout::ConnectRedis => connect_redis::migrate(self).await,
+            Layout::Native => native::migrate(self.redis()).await,
+            Layout::ConnectRedis => connect_redis::migrate(self.redis()).await,
         }
     }
 
-    /// A handle onto the shared connection.
-    pub(crate) fn conn(&self) -> Conn {
-        self.conn.clone()
-    }
-
-    /// Runs a Redis operation within the time limit, mapping its errors.
-    pub(crate) async fn bounded<T>(
-        &self,
-        operation: impl Future<Output = Result<T, RedisError>>,
-    ) -> Result<T, StoreError> {
-        let limit = self.timeout;
-        with_timeout(limit, async move {
-            operation.await.map_err(|e| store_error(e, limit))
-        })
-        .await
-    }
-
-    /// Loads `script` (on every node, in a cluster), so that pipelines can call it by its
-    /// hash.
-    pub(crate) async fn load_script(&self, script: &Script) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        self.bounded(script.load_async(&mut conn)).await?;
-        Ok(())
-    }
-
-    /// Runs `eval`, an `EVALSHA` of `script`, over `conn`, loading the script again if Redis
-    /// lost it.
-    pub(crate) async fn eval<T, C>(
-        &self,
-        conn: &C,
-        script: &Script,
-        eval: &Cmd,
-    ) -> Result<T, StoreError>
-    where
-        T: FromRedisValue + Send,
-        C: ConnectionLike + Clone + Send,
-    {
-        self.reloading(conn, script, |mut conn| async move {
-            eval.query_async(&mut conn).await
-        })
-        .await
-    }
-
-    /// Runs `pipeline`, EVALSHAs of `script` on keys held by `node`, loading the script
-    /// again if the node lost it.
-    pub(crate) async fn eval_pipeline_on(
-        &self,
-        conn: &Conn,
-        node: Node,
-        script: &Script,
-        pipeline: &Pipeline,
-    ) -> Result<Vec<Value>, StoreError> {
-        self.reloading(conn, script, |mut conn| async move {
-            conn.pipeline_on(node, pipeline).await
-        })
-        .await
-    }
-
-    /// Runs `operation` over (a handle onto) `conn`; when Redis answers `NOSCRIPT` (it lost
-    /// `script`: it restarted, or its scripts were flushed), loads `script` and runs
-    /// `operation` again.
-    async fn reloading<T, C, F, Fut>(
-        &self,
-        conn: &C,
-        script: &Script,
-        operation: F,
-    ) -> Result<T, StoreError>
-    where
-        C: ConnectionLike + Clone + Send,
-        F: Fn(C) -> Fut,
-        Fut: Future<Output = Result<T, RedisError>>,
-    {
-        match self.bounded(operation(conn.clone())).await {
-            Err(StoreError::Backend(e)) if is_noscript(e.as_ref()) => {
-                // Rare, and boxed so that every call's future does not make room for it.
-                Box::pin(async {
-                    self.bounded(script.load_async(&mut conn.clone())).await?;
-                    self.bounded(operation(conn.clone())).await
-                })
-                .await
-            }
-            other => other,
+    /// The context this store's layout runs its operations in.
+    fn redis(&self) -> Redis<'_> {
+        Redis {
+            conn: &self.conn,
+            prefix: &self.prefix,
+            timeout: self.timeout,
+            cache: self.cache.as_ref(),
         }
-    }
-
-    /// Calls `each` with every batch of the keys matching `pattern`, node by node, and
-    /// adds up what it returns.
-    pub(crate) async fn scan_keys<F, Fut>(
-        &self,
-        pattern: &str,
-        mut each: F,
-    ) -> Result<u64, StoreError>
-    where
-        F: FnMut(Conn, Node, Vec<Vec<u8>>) -> Fut,
-        Fut: Future<Output = Result<u64, StoreError>>,
-    {
-        let mut conn = self.conn();
-        let nodes = self.bounded(conn.nodes()).await?;
-        let mut total = 0;
-        for node in nodes {
-            let mut cursor = 0;
-            loop {
-                let (next, keys) = self
-                    .bounded(conn.scan(node, cursor, pattern, SCAN_BATCH))
-                    .await?;
-                if !keys.is_empty() {
-                    total += each(conn.clone(), node, keys).await?;
-                }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
-        }
-        Ok(total)
     }
 }
 
@@ -517,8 +356,8 @@ impl fmt::Debug for RedisStore {
 impl SessionStore for RedisStore {
     async fn create(&self, id: &SessionId, record: &Record) -> Result<CreateOutcome, StoreError> {
         match self.layout {
-            Layout::Native => native::create(self, id, record).await,
-            Layout::ConnectRedis => Box::pin(connect_redis::create(self, id, record)).await,
+            Layout::Native => native::create(self.redis(), id, record).await,
+            Layout::ConnectRedis => Box::pin(connect_redis::create(self.redis(), id, record)).await,
         }
     }
 
@@ -526,9 +365,11 @@ impl SessionStore for RedisStore {
         match self.layout {
             Layout::Native => {
                 let key = native::session_key(&self.prefix, id);
-                self.read_key(&key, now, "HGETALL", native::decode).await
+                self.redis()
+                    .read_key(&key, now, "HGETALL", native::decode)
+                    .await
             }
-            Layout::ConnectRedis => Box::pin(connect_redis::load(self, id, now)).await,
+            Layout::ConnectRedis => Box::pin(connect_redis::load(self.redis(), id, now)).await,
         }
     }
 
@@ -539,16 +380,24 @@ impl SessionStore for RedisStore {
         meta: &Meta,
     ) -> Result<WriteOutcome, StoreError> {
         match self.layout {
-            Layout::Native => native::write(self, id, Some(changes), meta).await,
-            Layout::ConnectRedis => Box::pin(connect_redis::write(self, id, changes, meta)).await,
+            Layout::Native => native::write(self.redis(), id, Some(changes), meta).await,
+            Layout::ConnectRedis => {
+                Box::pin(connect_redis::write(self.redis(), id, changes, meta)).await
+            }
         }
     }
 
     async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
         match self.layout {
-            Layout::Native => native::write(self, id, None, meta).await,
+            Layout::Native => native::write(self.redis(), id, None, meta).await,
             Layout::ConnectRedis => {
-                Box::pin(connect_redis::write(self, id, &Changes::default(), meta)).await
+                Box::pin(connect_redis::write(
+                    self.redis(),
+                    id,
+                    &Changes::default(),
+                    meta,
+                ))
+                .await
             }
         }
     }
@@ -556,10 +405,11 @@ impl SessionStore for RedisStore {
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         match self.layout {
             Layout::Native => {
-                self.delete_key(&native::session_key(&self.prefix, id))
+                self.redis()
+                    .delete_key(&native::session_key(&self.prefix, id))
                     .await
             }
-            Layout::ConnectRedis => connect_redis::delete(self, id).await,
+            Layout::ConnectRedis => connect_redis::delete(self.redis(), id).await,
         }
     }
 
@@ -571,10 +421,11 @@ impl SessionStore for RedisStore {
         match self.layout {
             Layout::Native => {
                 let pattern = native::scan_pattern(&self.prefix);
-                self.sweep(&pattern, scripts::delete_if_expired(), now)
+                self.redis()
+                    .sweep(&pattern, scripts::delete_if_expired(), now)
                     .await
             }
-            Layout::ConnectRedis => connect_redis::delete_expired(self, now).await,
+            Layout::ConnectRedis => connect_redis::delete_expired(self.redis(), now).await,
         }
     }
 
@@ -586,19 +437,18 @@ impl SessionStore for RedisStore {
     /// little.
     async fn count(&self) -> Result<u64, StoreError> {
         match self.layout {
-            Layout::Native => self.count_keys(&native::scan_pattern(&self.prefix)).await,
+            Layout::Native => {
+                self.redis()
+                    .count_keys(&native::scan_pattern(&self.prefix))
+                    .await
+            }
             Layout::ConnectRedis => {
-                self.count_keys(&connect_redis::scan_pattern(&self.prefix))
+                self.redis()
+                    .count_keys(&connect_redis::scan_pattern(&self.prefix))
                     .await
             }
         }
     }
-}
-
-fn is_noscript(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
-    error
-        .downcast_ref::<RedisError>()
-        .is_some_and(|e| e.kind() == ErrorKind::Server(ServerErrorKind::NoScript))
 }
 
 /// What a URL given to [`RedisStore::connect_url`] names.
@@ -650,7 +500,7 @@ fn parse_url(url: &str) -> Result<Target, ConnectError> {
 mod tests {
     use super::*;
 
-    fn size_of_future<F: Future>(_: &F) -> usize {
+    fn size_of_future<F: std::future::Future>(_: &F) -> usize {
         std::mem::size_of::<F>()
     }
 
@@ -670,7 +520,7 @@ mod tests {
         };
         let changes = Changes::default();
         // Neither future is polled: nothing reaches Redis.
-        let connect_redis = connect_redis::write(&store, &id, &changes, &meta);
+        let connect_redis = connect_redis::write(store.redis(), &id, &changes, &meta);
         let largest = size_of_future(&connect_redis);
         let update = std::mem::size_of_val(&*store.update(&id, &changes, &meta));
         let touch = std::mem::size_of_val(&*store.touch(&id, &meta));

@@ -29,10 +29,10 @@ use sessio::store::{
 use sessio::SessionId;
 
 use crate::conn::wrong_type_is_decode;
+use crate::context::Redis;
 use crate::error::{MigrateError, WriteContention};
 use crate::layout::layout_key;
 use crate::scripts;
-use crate::store::RedisStore;
 
 /// connect-redis's default key prefix.
 pub(crate) const DEFAULT_PREFIX: &str = "sess:";
@@ -171,13 +171,13 @@ fn cookie_expires(value: &[u8]) -> Option<SystemTime> {
 }
 
 /// GET and PTTL of `key` in one round trip; `None` when it does not exist.
-async fn read(store: &RedisStore, key: &str) -> Result<Option<Stored>, StoreError> {
-    read_on(store, &mut store.conn(), key).await
+async fn read(redis: Redis<'_>, key: &str) -> Result<Option<Stored>, StoreError> {
+    read_on(redis, &mut redis.conn(), key).await
 }
 
 /// [`read`] over `conn`.
 async fn read_on(
-    store: &RedisStore,
+    redis: Redis<'_>,
     conn: &mut (impl ConnectionLike + Send),
     key: &str,
 ) -> Result<Option<Stored>, StoreError> {
@@ -188,7 +188,7 @@ async fn read_on(
         .arg(key)
         .cmd("PEXPIRETIME")
         .arg(key);
-    let (value, pttl, expire_time): (Option<Vec<u8>>, i64, i64) = store
+    let (value, pttl, expire_time): (Option<Vec<u8>>, i64, i64) = redis
         .bounded(pipe.query_async(conn))
         .await
         .map_err(wrong_type_is_decode)?;
@@ -202,10 +202,10 @@ async fn read_on(
 /// Writes nothing: connect-redis records no layout, and Node would count any other key
 /// under the prefix as a session. Checks that Redis answers, and refuses a prefix marked as
 /// holding sessio's native layout.
-pub(crate) async fn migrate(store: &RedisStore) -> Result<(), MigrateError> {
-    let key = layout_key(store.key_prefix());
-    let mut conn = store.conn();
-    let found: Option<Vec<u8>> = store
+pub(crate) async fn migrate(redis: Redis<'_>) -> Result<(), MigrateError> {
+    let key = layout_key(redis.prefix());
+    let mut conn = redis.conn();
+    let found: Option<Vec<u8>> = redis
         .bounded(scripts::get_if_string().key(&key).invoke_async(&mut conn))
         .await
         .map_err(MigrateError::Store)?;
@@ -225,16 +225,16 @@ pub(crate) async fn migrate(store: &RedisStore) -> Result<(), MigrateError> {
 
 /// `SET key value NX EX ttl`.
 pub(crate) async fn create(
-    store: &RedisStore,
+    redis: Redis<'_>,
     id: &SessionId,
     record: &Record,
 ) -> Result<CreateOutcome, StoreError> {
-    let key = session_key(store.key_prefix(), id);
-    let mut conn = store.conn();
+    let key = session_key(redis.prefix(), id);
+    let mut conn = redis.conn();
     let Some(ttl) = ttl_secs(record.meta.expires_at, record.meta.last_active) else {
         // Over before it began: connect-redis stores nothing. The id is still not free if
         // another session holds it.
-        let exists: bool = store
+        let exists: bool = redis
             .bounded(redis::cmd("EXISTS").arg(&key).query_async(&mut conn))
             .await?;
         return Ok(if exists {
@@ -244,7 +244,7 @@ pub(crate) async fn create(
         });
     };
     let value = express::encode(record, &express::default_cookie_attributes());
-    let reply: Value = store
+    let reply: Value = redis
         .bounded(
             redis::cmd("SET")
                 .arg(&key)
@@ -258,7 +258,7 @@ pub(crate) async fn create(
     Ok(match reply {
         Value::Nil => CreateOutcome::IdTaken,
         _ => {
-            store.forget_cached(&key);
+            redis.forget_cached(&key);
             CreateOutcome::Created
         }
     })
@@ -266,14 +266,14 @@ pub(crate) async fn create(
 
 /// GET; a session whose `cookie.expires` is at or before `now` is ignored.
 pub(crate) async fn load(
-    store: &RedisStore,
+    redis: Redis<'_>,
     id: &SessionId,
     now: SystemTime,
 ) -> Result<Option<Record>, StoreError> {
-    let key = &session_key(store.key_prefix(), id);
-    store
+    let key = &session_key(redis.prefix(), id);
+    redis
         .load_through_cache(key, now, |mut conn| async move {
-            let Some(stored) = read_on(store, &mut conn, key).await? else {
+            let Some(stored) = read_on(redis, &mut conn, key).await? else {
                 return Ok(None);
             };
             let record = stored.record(now)?;
@@ -287,20 +287,20 @@ pub(crate) async fn load(
 /// Only an existing session that has not expired at `meta.last_active` is written; a TTL
 /// that is not positive deletes it.
 pub(crate) async fn write(
-    store: &RedisStore,
+    redis: Redis<'_>,
     id: &SessionId,
     changes: &Changes,
     meta: &Meta,
 ) -> Result<WriteOutcome, StoreError> {
-    let key = session_key(store.key_prefix(), id);
+    let key = session_key(redis.prefix(), id);
     let now = meta.last_active;
     let ttl = ttl_secs(meta.expires_at, now);
     let script = scripts::replace_if_unchanged();
     // The cache (if any) learns the new value from its next read: the write reads the
     // stored value itself, and Redis tells the cache about it too.
-    store.forget_cached(&key);
-    let outcome = with_timeout(store.timeout(), async {
-        let Some(mut stored) = read(store, &key).await? else {
+    redis.forget_cached(&key);
+    let outcome = with_timeout(redis.timeout(), async {
+        let Some(mut stored) = read(redis, &key).await? else {
             return Ok(WriteOutcome::NotFound);
         };
         for _ in 0..MAX_ATTEMPTS {
@@ -315,8 +315,8 @@ pub(crate) async fn write(
                     express::merge(stored.text()?, changes, meta).map_err(ValueError::Express)?;
                 invocation.arg(merged).arg(ttl);
             }
-            let mut conn = store.conn();
-            let reply: Value = store.bounded(invocation.invoke_async(&mut conn)).await?;
+            let mut conn = redis.conn();
+            let reply: Value = redis.bounded(invocation.invoke_async(&mut conn)).await?;
             match reply {
                 Value::Int(1) => return Ok(WriteOutcome::Applied),
                 Value::Int(0) => return Ok(WriteOutcome::NotFound),
@@ -331,19 +331,19 @@ pub(crate) async fn write(
     })
     .await;
     // Also after: a read that began before the write caches nothing.
-    store.forget_cached(&key);
+    redis.forget_cached(&key);
     outcome
 }
 
 /// `DEL`.
-pub(crate) async fn delete(store: &RedisStore, id: &SessionId) -> Result<(), StoreError> {
-    let key = session_key(store.key_prefix(), id);
-    store.forget_cached(&key);
-    let mut conn = store.conn();
-    let removed: Result<i64, _> = store
+pub(crate) async fn delete(redis: Redis<'_>, id: &SessionId) -> Result<(), StoreError> {
+    let key = session_key(redis.prefix(), id);
+    redis.forget_cached(&key);
+    let mut conn = redis.conn();
+    let removed: Result<i64, _> = redis
         .bounded(redis::cmd("DEL").arg(&key).query_async(&mut conn))
         .await;
-    store.forget_cached(&key);
+    redis.forget_cached(&key);
     removed.map(drop)
 }
 
@@ -352,20 +352,20 @@ pub(crate) async fn delete(store: &RedisStore, id: &SessionId) -> Result<(), Sto
 /// value is still the one read (so a session written meanwhile stays). Keys that are not
 /// strings, values that are not express-session's JSON and cookies without `expires` are
 /// left to Redis's TTL.
-pub(crate) async fn delete_expired(store: &RedisStore, now: SystemTime) -> Result<u64, StoreError> {
+pub(crate) async fn delete_expired(redis: Redis<'_>, now: SystemTime) -> Result<u64, StoreError> {
     let read = scripts::get_if_string();
     let replace = scripts::replace_if_unchanged();
     // Loaded on every node (in a cluster), so that batches can go as pipelines.
-    store.load_script(read).await?;
-    store.load_script(replace).await?;
-    let pattern = scan_pattern(store.key_prefix());
-    store
+    redis.load_script(read).await?;
+    redis.load_script(replace).await?;
+    let pattern = scan_pattern(redis.prefix());
+    redis
         .scan_keys(&pattern, |conn, node, keys| async move {
             let mut reads = redis::pipe();
             for key in &keys {
                 reads.cmd("EVALSHA").arg(read.get_hash()).arg(1).arg(key);
             }
-            let values = store.eval_pipeline_on(&conn, node, read, &reads).await?;
+            let values = redis.eval_pipeline_on(&conn, node, read, &reads).await?;
             let mut deletes = redis::pipe();
             for (key, value) in keys.iter().zip(values) {
                 let Value::BulkString(value) = value else {
@@ -388,7 +388,7 @@ pub(crate) async fn delete_expired(store: &RedisStore, now: SystemTime) -> Resul
             if deletes.is_empty() {
                 return Ok(0);
             }
-            let replies = store
+            let replies = redis
                 .eval_pipeline_on(&conn, node, replace, &deletes)
                 .await?;
             Ok(replies

@@ -11,12 +11,12 @@ use sessio::store::{unix_millis, Changes, CreateOutcome, Meta, Record, StoreErro
 
 use crate::cache::Cached;
 use crate::conn::wrong_type_is_decode;
+use crate::context::Redis;
 use crate::error::MigrateError;
 use crate::layout::layout_key;
 use crate::scripts::Caller;
-use crate::store::RedisStore;
 
-impl RedisStore {
+impl Redis<'_> {
     /// Runs `eval`, an `EVALSHA` of a create script on `key` that answers 1 when it stored
     /// the session and 0 when a live one holds the key.
     pub(crate) async fn create_key(
@@ -164,10 +164,10 @@ fn write_outcome(reply: Result<i64, StoreError>) -> Result<WriteOutcome, StoreEr
 /// Records `version` under `{prefix}layout` unless a layout is recorded there already;
 /// returns what is recorded then.
 pub(crate) async fn record_layout(
-    store: &RedisStore,
+    redis: Redis<'_>,
     version: &str,
 ) -> Result<Option<String>, MigrateError> {
-    let key = layout_key(store.key_prefix());
+    let key = layout_key(redis.prefix());
     let mut pipe = redis::pipe();
     pipe.cmd("SET")
         .arg(&key)
@@ -176,8 +176,8 @@ pub(crate) async fn record_layout(
         .ignore()
         .cmd("GET")
         .arg(&key);
-    let (found,): (Option<String>,) = store
-        .bounded(pipe.query_async(&mut store.conn()))
+    let (found,): (Option<String>,) = redis
+        .bounded(pipe.query_async(&mut redis.conn()))
         .await
         .map_err(MigrateError::Store)?;
     Ok(found)

@@ -23,10 +23,10 @@ use sessio::store::{
 };
 use sessio::{Expiry, SessionId};
 
+use crate::context::Redis;
 use crate::error::MigrateError;
 use crate::layout::hashed::{expect_layout, hashed_key, pattern_of_len, record_layout, JsonText};
 use crate::scripts;
-use crate::store::RedisStore;
 
 /// The layout version this crate writes, recorded under `{prefix}layout`.
 pub(crate) const LAYOUT_VERSION: &str = "2";
@@ -86,7 +86,7 @@ fn duration_millis(duration: Duration) -> i64 {
 ///
 /// Built as one command, not through `redis::ScriptInvocation`, which copies every argument
 /// once more into a command of its own (3,500 instructions per write, in `bench/run
-/// instructions`); [`RedisStore::eval`] loads the script when Redis lost it.
+/// instructions`); [`Redis::eval`] loads the script when Redis lost it.
 ///
 /// `fields` names the data keys to follow (the command's buffers are sized for them once,
 /// where a command grown argument by argument reallocates them several times).
@@ -258,8 +258,8 @@ pub(crate) fn decode(reply: Value, now: SystemTime) -> Result<Option<Record>, De
 }
 
 /// Records the layout version under `{prefix}layout`, or checks the one recorded.
-pub(crate) async fn migrate(store: &RedisStore) -> Result<(), MigrateError> {
-    let found = record_layout(store, LAYOUT_VERSION).await?;
+pub(crate) async fn migrate(redis: Redis<'_>) -> Result<(), MigrateError> {
+    let found = record_layout(redis, LAYOUT_VERSION).await?;
     expect_layout(found, LAYOUT_VERSION)
 }
 
@@ -288,11 +288,11 @@ fn as_stored(meta: &Meta) -> Meta {
 /// and tracking each would cost Redis for nothing. A session is cached from its first
 /// read.
 pub(crate) async fn create(
-    store: &RedisStore,
+    redis: Redis<'_>,
     id: &SessionId,
     record: &Record,
 ) -> Result<CreateOutcome, StoreError> {
-    let key = session_key(store.key_prefix(), id);
+    let key = session_key(redis.prefix(), id);
     let meta = &record.meta;
     let script = scripts::create();
     // A session whose expiry is at or before the new one's start is gone.
@@ -304,17 +304,17 @@ pub(crate) async fn create(
     for (name, value) in &record.data {
         eval.arg(DataField(name)).arg(JsonText(value));
     }
-    store.create_key(&key, script, &eval).await
+    redis.create_key(&key, script, &eval).await
 }
 
 /// Runs the update script: `update` with `changes`, `touch` without.
 pub(crate) async fn write(
-    store: &RedisStore,
+    redis: Redis<'_>,
     id: &SessionId,
     changes: Option<&Changes>,
     meta: &Meta,
 ) -> Result<WriteOutcome, StoreError> {
-    let key = session_key(store.key_prefix(), id);
+    let key = session_key(redis.prefix(), id);
     let entries = || changes.into_iter().flat_map(Changes::iter);
     let own_expiry = expiry_pairs(meta);
     let clears = changes.is_some_and(Changes::clears_all);
@@ -337,7 +337,7 @@ pub(crate) async fn write(
         }
         eval
     };
-    store
+    redis
         .write_through_cache(&key, scripts::update, command, changes, meta, || {
             as_stored(meta)
         })
