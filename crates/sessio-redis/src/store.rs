@@ -13,8 +13,22 @@ use crate::cache::{Cache, ClientCache, ClientCacheStats};
 use crate::conn::{connect_error, Conn, CONNECT_LIMIT};
 use crate::context::Redis;
 use crate::error::{ConnectError, InvalidKeyPrefix, MigrateError};
-use crate::layout::{connect_redis, native, validate_prefix, Layout};
-use crate::scripts;
+use crate::layout::connect_redis::ConnectRedis;
+use crate::layout::native::Native;
+use crate::layout::{validate_prefix, Backend, Layout};
+
+/// Runs backend operation `op` of `store`'s layout, in its context.
+// The connect-redis layout's calls are boxed: its compare-and-set retries make its futures
+// about three times the native layout's, and every call's future, whichever layout it
+// runs, is as large as the larger of the two and is copied whole into its box.
+macro_rules! on_layout {
+    ($store:expr, $op:ident($($arg:expr),*)) => {
+        match $store.layout {
+            Layout::Native => Native.$op($store.redis(), $($arg),*).await,
+            Layout::ConnectRedis => Box::pin(ConnectRedis.$op($store.redis(), $($arg),*)).await,
+        }
+    };
+}
 
 /// Sessions in Redis, on one server or in a Redis Cluster.
 ///
@@ -321,10 +335,7 @@ impl RedisStore {
     /// # }
     /// ```
     pub async fn migrate(&self) -> Result<(), MigrateError> {
-        match self.layout {
-            Layout::Native => native::migrate(self.redis()).await,
-            Layout::ConnectRedis => connect_redis::migrate(self.redis()).await,
-        }
+        on_layout!(self, migrate())
     }
 
     /// The context this store's layout runs its operations in.
@@ -349,28 +360,14 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-// The connect-redis layout's calls are boxed: its compare-and-set retries make its futures
-// about three times the native layout's, and every call's future, whichever layout it
-// runs, is as large as the larger of the two and is copied whole into its box.
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn create(&self, id: &SessionId, record: &Record) -> Result<CreateOutcome, StoreError> {
-        match self.layout {
-            Layout::Native => native::create(self.redis(), id, record).await,
-            Layout::ConnectRedis => Box::pin(connect_redis::create(self.redis(), id, record)).await,
-        }
+        on_layout!(self, create(id, record))
     }
 
     async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
-        match self.layout {
-            Layout::Native => {
-                let key = native::session_key(&self.prefix, id);
-                self.redis()
-                    .read_key(&key, now, "HGETALL", native::decode)
-                    .await
-            }
-            Layout::ConnectRedis => Box::pin(connect_redis::load(self.redis(), id, now)).await,
-        }
+        on_layout!(self, load(id, now))
     }
 
     async fn update(
@@ -379,38 +376,15 @@ impl SessionStore for RedisStore {
         changes: &Changes,
         meta: &Meta,
     ) -> Result<WriteOutcome, StoreError> {
-        match self.layout {
-            Layout::Native => native::write(self.redis(), id, Some(changes), meta).await,
-            Layout::ConnectRedis => {
-                Box::pin(connect_redis::write(self.redis(), id, changes, meta)).await
-            }
-        }
+        on_layout!(self, write(id, Some(changes), meta))
     }
 
     async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
-        match self.layout {
-            Layout::Native => native::write(self.redis(), id, None, meta).await,
-            Layout::ConnectRedis => {
-                Box::pin(connect_redis::write(
-                    self.redis(),
-                    id,
-                    &Changes::default(),
-                    meta,
-                ))
-                .await
-            }
-        }
+        on_layout!(self, write(id, None, meta))
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
-        match self.layout {
-            Layout::Native => {
-                self.redis()
-                    .delete_key(&native::session_key(&self.prefix, id))
-                    .await
-            }
-            Layout::ConnectRedis => connect_redis::delete(self.redis(), id).await,
-        }
+        on_layout!(self, delete(id))
     }
 
     /// Redis removes expired sessions by itself (each key expires with its session); this
@@ -418,15 +392,7 @@ impl SessionStore for RedisStore {
     /// every primary, 1000 keys per round trip, and removes each expired session only if
     /// it was not written meanwhile, so that a session touched since stays.
     async fn delete_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
-        match self.layout {
-            Layout::Native => {
-                let pattern = native::scan_pattern(&self.prefix);
-                self.redis()
-                    .sweep(&pattern, scripts::delete_if_expired(), now)
-                    .await
-            }
-            Layout::ConnectRedis => connect_redis::delete_expired(self.redis(), now).await,
-        }
+        on_layout!(self, delete_expired(now))
     }
 
     /// Counts this prefix's session keys on every primary with SCAN, 1000 per round trip
@@ -436,18 +402,7 @@ impl SessionStore for RedisStore {
     /// resizes its key table, SCAN may report a key twice and the count may be high by a
     /// little.
     async fn count(&self) -> Result<u64, StoreError> {
-        match self.layout {
-            Layout::Native => {
-                self.redis()
-                    .count_keys(&native::scan_pattern(&self.prefix))
-                    .await
-            }
-            Layout::ConnectRedis => {
-                self.redis()
-                    .count_keys(&connect_redis::scan_pattern(&self.prefix))
-                    .await
-            }
-        }
+        on_layout!(self, count())
     }
 }
 
@@ -520,7 +475,7 @@ mod tests {
         };
         let changes = Changes::default();
         // Neither future is polled: nothing reaches Redis.
-        let connect_redis = connect_redis::write(store.redis(), &id, &changes, &meta);
+        let connect_redis = ConnectRedis.write(store.redis(), &id, Some(&changes), &meta);
         let largest = size_of_future(&connect_redis);
         let update = std::mem::size_of_val(&*store.update(&id, &changes, &meta));
         let touch = std::mem::size_of_val(&*store.touch(&id, &meta));

@@ -32,6 +32,7 @@ use crate::conn::wrong_type_is_decode;
 use crate::context::Redis;
 use crate::error::{MigrateError, WriteContention};
 use crate::layout::layout_key;
+use crate::layout::Backend;
 use crate::scripts;
 
 /// connect-redis's default key prefix.
@@ -202,7 +203,7 @@ async fn read_on(
 /// Writes nothing: connect-redis records no layout, and Node would count any other key
 /// under the prefix as a session. Checks that Redis answers, and refuses a prefix marked as
 /// holding sessio's native layout.
-pub(crate) async fn migrate(redis: Redis<'_>) -> Result<(), MigrateError> {
+async fn migrate(redis: Redis<'_>) -> Result<(), MigrateError> {
     let key = layout_key(redis.prefix());
     let mut conn = redis.conn();
     let found: Option<Vec<u8>> = redis
@@ -224,7 +225,7 @@ pub(crate) async fn migrate(redis: Redis<'_>) -> Result<(), MigrateError> {
 }
 
 /// `SET key value NX EX ttl`.
-pub(crate) async fn create(
+async fn create(
     redis: Redis<'_>,
     id: &SessionId,
     record: &Record,
@@ -265,7 +266,7 @@ pub(crate) async fn create(
 }
 
 /// GET; a session whose `cookie.expires` is at or before `now` is ignored.
-pub(crate) async fn load(
+async fn load(
     redis: Redis<'_>,
     id: &SessionId,
     now: SystemTime,
@@ -286,7 +287,7 @@ pub(crate) async fn load(
 /// cookie times into the stored JSON and stores it with its new TTL, by compare-and-set.
 /// Only an existing session that has not expired at `meta.last_active` is written; a TTL
 /// that is not positive deletes it.
-pub(crate) async fn write(
+async fn write(
     redis: Redis<'_>,
     id: &SessionId,
     changes: &Changes,
@@ -336,7 +337,7 @@ pub(crate) async fn write(
 }
 
 /// `DEL`.
-pub(crate) async fn delete(redis: Redis<'_>, id: &SessionId) -> Result<(), StoreError> {
+async fn delete(redis: Redis<'_>, id: &SessionId) -> Result<(), StoreError> {
     let key = session_key(redis.prefix(), id);
     redis.forget_cached(&key);
     let mut conn = redis.conn();
@@ -352,7 +353,7 @@ pub(crate) async fn delete(redis: Redis<'_>, id: &SessionId) -> Result<(), Store
 /// value is still the one read (so a session written meanwhile stays). Keys that are not
 /// strings, values that are not express-session's JSON and cookies without `expires` are
 /// left to Redis's TTL.
-pub(crate) async fn delete_expired(redis: Redis<'_>, now: SystemTime) -> Result<u64, StoreError> {
+async fn delete_expired(redis: Redis<'_>, now: SystemTime) -> Result<u64, StoreError> {
     let read = scripts::get_if_string();
     let replace = scripts::replace_if_unchanged();
     // Loaded on every node (in a cluster), so that batches can go as pipelines.
@@ -397,6 +398,56 @@ pub(crate) async fn delete_expired(redis: Redis<'_>, now: SystemTime) -> Result<
                 .count() as u64)
         })
         .await
+}
+
+/// The connect-redis layout's [`Backend`].
+pub(crate) struct ConnectRedis;
+
+impl Backend for ConnectRedis {
+    async fn migrate(&self, redis: Redis<'_>) -> Result<(), MigrateError> {
+        migrate(redis).await
+    }
+
+    async fn create(
+        &self,
+        redis: Redis<'_>,
+        id: &SessionId,
+        record: &Record,
+    ) -> Result<CreateOutcome, StoreError> {
+        create(redis, id, record).await
+    }
+
+    async fn load(
+        &self,
+        redis: Redis<'_>,
+        id: &SessionId,
+        now: SystemTime,
+    ) -> Result<Option<Record>, StoreError> {
+        load(redis, id, now).await
+    }
+
+    async fn write(
+        &self,
+        redis: Redis<'_>,
+        id: &SessionId,
+        changes: Option<&Changes>,
+        meta: &Meta,
+    ) -> Result<WriteOutcome, StoreError> {
+        let unchanged = Changes::default();
+        write(redis, id, changes.unwrap_or(&unchanged), meta).await
+    }
+
+    async fn delete(&self, redis: Redis<'_>, id: &SessionId) -> Result<(), StoreError> {
+        delete(redis, id).await
+    }
+
+    async fn delete_expired(&self, redis: Redis<'_>, now: SystemTime) -> Result<u64, StoreError> {
+        delete_expired(redis, now).await
+    }
+
+    async fn count(&self, redis: Redis<'_>) -> Result<u64, StoreError> {
+        redis.count_keys(&scan_pattern(redis.prefix())).await
+    }
 }
 
 #[cfg(test)]

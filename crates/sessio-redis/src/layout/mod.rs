@@ -1,12 +1,19 @@
 //! How sessions are laid out in Redis: [`Layout`] names the choice, and each layout is a
-//! module of its own implementing the store operations on top of [`RedisStore`]'s
-//! connection.
+//! module of its own implementing [`Backend`], the store's operations, in the [`Redis`]
+//! context it is handed.
 
 pub(crate) mod connect_redis;
 pub(crate) mod hashed;
 pub(crate) mod native;
 
-use crate::error::InvalidKeyPrefix;
+use std::future::Future;
+use std::time::SystemTime;
+
+use sessio::store::{Changes, CreateOutcome, Meta, Record, StoreError, WriteOutcome};
+use sessio::SessionId;
+
+use crate::context::Redis;
+use crate::error::{InvalidKeyPrefix, MigrateError};
 
 /// The longest allowed key prefix, in characters.
 pub(crate) const MAX_PREFIX_LEN: usize = 64;
@@ -63,6 +70,50 @@ impl Layout {
             Layout::ConnectRedis => connect_redis::DEFAULT_PREFIX,
         }
     }
+}
+
+/// One layout's operations: `migrate` and the [`SessionStore`](sessio::SessionStore)
+/// methods, run in the context the store hands them.
+pub(crate) trait Backend: Sync {
+    /// Prepares the key prefix (see [`RedisStore::migrate`](crate::RedisStore::migrate)).
+    fn migrate(&self, redis: Redis<'_>) -> impl Future<Output = Result<(), MigrateError>> + Send;
+
+    fn create(
+        &self,
+        redis: Redis<'_>,
+        id: &SessionId,
+        record: &Record,
+    ) -> impl Future<Output = Result<CreateOutcome, StoreError>> + Send;
+
+    fn load(
+        &self,
+        redis: Redis<'_>,
+        id: &SessionId,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Option<Record>, StoreError>> + Send;
+
+    /// `update` with `Some(changes)`, `touch` with `None`.
+    fn write(
+        &self,
+        redis: Redis<'_>,
+        id: &SessionId,
+        changes: Option<&Changes>,
+        meta: &Meta,
+    ) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
+
+    fn delete(
+        &self,
+        redis: Redis<'_>,
+        id: &SessionId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn delete_expired(
+        &self,
+        redis: Redis<'_>,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    fn count(&self, redis: Redis<'_>) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// Checks a key prefix: 1..=64 characters of `[A-Za-z0-9:_.-]`.

@@ -26,6 +26,7 @@ use sessio::{Expiry, SessionId};
 use crate::context::Redis;
 use crate::error::MigrateError;
 use crate::layout::hashed::{expect_layout, hashed_key, pattern_of_len, record_layout, JsonText};
+use crate::layout::Backend;
 use crate::scripts;
 
 /// The layout version this crate writes, recorded under `{prefix}layout`.
@@ -258,7 +259,7 @@ pub(crate) fn decode(reply: Value, now: SystemTime) -> Result<Option<Record>, De
 }
 
 /// Records the layout version under `{prefix}layout`, or checks the one recorded.
-pub(crate) async fn migrate(redis: Redis<'_>) -> Result<(), MigrateError> {
+async fn migrate(redis: Redis<'_>) -> Result<(), MigrateError> {
     let found = record_layout(redis, LAYOUT_VERSION).await?;
     expect_layout(found, LAYOUT_VERSION)
 }
@@ -287,7 +288,7 @@ fn as_stored(meta: &Meta) -> Meta {
 /// Not through the cache: most new sessions never come back (a first visit, a crawler),
 /// and tracking each would cost Redis for nothing. A session is cached from its first
 /// read.
-pub(crate) async fn create(
+async fn create(
     redis: Redis<'_>,
     id: &SessionId,
     record: &Record,
@@ -308,7 +309,7 @@ pub(crate) async fn create(
 }
 
 /// Runs the update script: `update` with `changes`, `touch` without.
-pub(crate) async fn write(
+async fn write(
     redis: Redis<'_>,
     id: &SessionId,
     changes: Option<&Changes>,
@@ -342,6 +343,59 @@ pub(crate) async fn write(
             as_stored(meta)
         })
         .await
+}
+
+/// The native layout's [`Backend`].
+pub(crate) struct Native;
+
+impl Backend for Native {
+    async fn migrate(&self, redis: Redis<'_>) -> Result<(), MigrateError> {
+        migrate(redis).await
+    }
+
+    async fn create(
+        &self,
+        redis: Redis<'_>,
+        id: &SessionId,
+        record: &Record,
+    ) -> Result<CreateOutcome, StoreError> {
+        create(redis, id, record).await
+    }
+
+    async fn load(
+        &self,
+        redis: Redis<'_>,
+        id: &SessionId,
+        now: SystemTime,
+    ) -> Result<Option<Record>, StoreError> {
+        let key = session_key(redis.prefix(), id);
+        redis.read_key(&key, now, "HGETALL", decode).await
+    }
+
+    async fn write(
+        &self,
+        redis: Redis<'_>,
+        id: &SessionId,
+        changes: Option<&Changes>,
+        meta: &Meta,
+    ) -> Result<WriteOutcome, StoreError> {
+        write(redis, id, changes, meta).await
+    }
+
+    async fn delete(&self, redis: Redis<'_>, id: &SessionId) -> Result<(), StoreError> {
+        redis.delete_key(&session_key(redis.prefix(), id)).await
+    }
+
+    async fn delete_expired(&self, redis: Redis<'_>, now: SystemTime) -> Result<u64, StoreError> {
+        let pattern = scan_pattern(redis.prefix());
+        redis
+            .sweep(&pattern, scripts::delete_if_expired(), now)
+            .await
+    }
+
+    async fn count(&self, redis: Redis<'_>) -> Result<u64, StoreError> {
+        redis.count_keys(&scan_pattern(redis.prefix())).await
+    }
 }
 
 #[cfg(test)]
