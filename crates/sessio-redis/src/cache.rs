@@ -49,7 +49,7 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 ///
 /// Enable it with [`RedisStore::with_client_cache`](crate::RedisStore::with_client_cache),
 /// on a single Redis server (6.0 or later). In the
-/// [`ConnectRedis`](crate::Layout::ConnectRedis) layout it caches reads only: a write drops
+/// `ConnectRedis` layout it caches reads only: a write drops
 /// the session until it is read again.
 ///
 /// **What it trades.** Within this process the cache is exact: what a request reads

@@ -31,11 +31,6 @@ impl Redis<'_> {
         self.prefix
     }
 
-    /// The limit on each operation.
-    pub(crate) fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// The cache and its tracking connection, if the store has a cache and it is connected.
     pub(crate) fn tracking(&self) -> Option<(&Arc<Cache>, MultiplexedConnection)> {
         let cache = self.cache?;

@@ -82,7 +82,7 @@ pub enum MigrateError {
         /// The layout this version writes.
         expected: &'static str,
     },
-    /// The store uses the [`ConnectRedis`](crate::Layout::ConnectRedis) layout, but
+    /// The store uses the `ConnectRedis` layout (feature `express`), but
     /// `{prefix}layout` marks the key prefix as holding sessio's own layout
     /// ([`Native`](crate::Layout::Native)): the two cannot share a prefix. Nothing was
     /// changed.
@@ -90,13 +90,14 @@ pub enum MigrateError {
         "the key prefix holds sessio's own session layout ({found:?}); \
          the connect-redis layout needs a prefix of its own"
     )]
+    #[cfg(feature = "express")]
     NativeLayoutFound {
         /// The layout recorded in Redis.
         found: String,
     },
 }
 
-/// Why a [`ConnectRedis`](crate::Layout::ConnectRedis) layout update or touch gave up:
+/// Why a `ConnectRedis` layout (feature `express`) update or touch gave up:
 /// other writers changed the session every time it was about to be written, for as many
 /// attempts as allowed. It reaches the caller inside [`StoreError::Backend`], from which
 /// it can be downcast.
@@ -113,12 +114,14 @@ pub enum MigrateError {
 /// }
 /// # let _ = is_contention;
 /// ```
+#[cfg(feature = "express")]
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("gave up writing a session after {attempts} attempts: other writers changed it every time")]
 pub struct WriteContention {
     pub(crate) attempts: usize,
 }
 
+#[cfg(feature = "express")]
 impl WriteContention {
     /// How many times the write was tried.
     pub fn attempts(&self) -> usize {

@@ -2,7 +2,7 @@
 //!
 //! - **One hash per session**, under `{prefix}{base64url(sha256(id)[..16])}`: a dump of Redis
 //!   holds no usable session id, and each session lives in one hash slot. Or, to share
-//!   sessions with Node, **connect-redis's layout** ([`Layout::ConnectRedis`]).
+//!   sessions with Node, **connect-redis's layout** (`Layout::ConnectRedis`).
 //! - **Atomic per-key writes**: every write is one Lua script on that one key, so
 //!   concurrent requests writing different keys of a session all keep their writes, and a
 //!   destroyed session is never written back, on a single server and in a cluster alike.
@@ -81,9 +81,9 @@
 //! `{prefix}layout` records the layout version (`2`); [`RedisStore::migrate`] writes and
 //! checks it.
 //!
-//! ## connect-redis
+//! ## connect-redis (feature `express`)
 //!
-//! [`RedisStore::with_layout`]`(`[`Layout::ConnectRedis`]`)` keeps sessions exactly as
+//! [`RedisStore::with_layout`]`(``Layout::ConnectRedis``)` keeps sessions exactly as
 //! Node's connect-redis (v9, v10) does, so that an Express application with
 //! express-session and a Rust service can share them (with
 //! `SessionLayer::with_compatibility(Compatibility::ExpressSession)` on the Rust side):
@@ -108,6 +108,7 @@
 //! use sessio::{Compatibility, KeyRing, SessionLayer};
 //! use sessio_redis::{Layout, RedisStore};
 //!
+//! # #[cfg(feature = "express")]
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = RedisStore::connect("redis://127.0.0.1:6379")
 //!     .await?
@@ -119,6 +120,10 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Features
+//!
+//! - `express`: `Layout::ConnectRedis`, for sharing sessions with Node.
 //!
 //! # TLS
 //!
@@ -138,7 +143,9 @@ mod scripts;
 mod store;
 
 pub use cache::{ClientCache, ClientCacheStats};
-pub use error::{ConnectError, InvalidKeyPrefix, MigrateError, WriteContention};
+#[cfg(feature = "express")]
+pub use error::WriteContention;
+pub use error::{ConnectError, InvalidKeyPrefix, MigrateError};
 pub use layout::Layout;
 pub use store::RedisStore;
 

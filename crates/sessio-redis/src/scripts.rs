@@ -118,6 +118,7 @@ return 0
 /// Returns 1 when done; 0, doing nothing, when the key does not exist; and when its value
 /// changed since, does nothing and returns `{current value, its PTTL}`, so that the caller
 /// can compute again from it without another read.
+#[cfg(feature = "express")]
 const REPLACE_IF_UNCHANGED: &str = r"
 local key = KEYS[1]
 local current = redis.call('GET', key)
@@ -137,6 +138,7 @@ return 1
 
 /// KEYS[1] a key found by SCAN. Returns its value if it is a string, nil otherwise (so
 /// that keys of other types under the prefix are skipped, not errors).
+#[cfg(feature = "express")]
 const GET_IF_STRING: &str = r"
 local key = KEYS[1]
 if redis.call('TYPE', key).ok ~= 'string' then
@@ -177,11 +179,13 @@ pub(crate) fn delete_if_expired() -> &'static Script {
     SCRIPT.get_or_init(|| Script::new(DELETE_IF_EXPIRED))
 }
 
+#[cfg(feature = "express")]
 pub(crate) fn replace_if_unchanged() -> &'static Script {
     static SCRIPT: OnceLock<Script> = OnceLock::new();
     SCRIPT.get_or_init(|| Script::new(REPLACE_IF_UNCHANGED))
 }
 
+#[cfg(feature = "express")]
 pub(crate) fn get_if_string() -> &'static Script {
     static SCRIPT: OnceLock<Script> = OnceLock::new();
     SCRIPT.get_or_init(|| Script::new(GET_IF_STRING))

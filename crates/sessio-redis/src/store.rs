@@ -13,6 +13,7 @@ use crate::cache::{Cache, ClientCache, ClientCacheStats};
 use crate::conn::{connect_error, Conn, CONNECT_LIMIT};
 use crate::context::Redis;
 use crate::error::{ConnectError, InvalidKeyPrefix, MigrateError};
+#[cfg(feature = "express")]
 use crate::layout::connect_redis::ConnectRedis;
 use crate::layout::native::Native;
 use crate::layout::{validate_prefix, Backend, Layout};
@@ -25,6 +26,7 @@ macro_rules! on_layout {
     ($store:expr, $op:ident($($arg:expr),*)) => {
         match $store.layout {
             Layout::Native => Native.$op($store.redis(), $($arg),*).await,
+            #[cfg(feature = "express")]
             Layout::ConnectRedis => Box::pin(ConnectRedis.$op($store.redis(), $($arg),*)).await,
         }
     };
@@ -40,7 +42,7 @@ macro_rules! on_layout {
 /// requests writing different keys of a session all keep their writes, and a destroyed
 /// session is never written back.
 ///
-/// [`with_layout`](Self::with_layout)`(`[`Layout::ConnectRedis`]`)` lays sessions out as
+/// [`with_layout`](Self::with_layout)`(``Layout::ConnectRedis``)` lays sessions out as
 /// Node's connect-redis does instead, to share them with an express-session application,
 /// with the same guarantees (see [`Layout`]); its keys hold the raw session ids.
 ///
@@ -160,7 +162,7 @@ impl RedisStore {
     }
 
     /// Files sessions under keys starting with `prefix` (default `sessio:`; `sess:` in the
-    /// [`ConnectRedis`](Layout::ConnectRedis) layout), so that
+    /// `ConnectRedis` layout), so that
     /// several applications can share one Redis. 1 to 64 characters of
     /// `A-Z a-z 0-9 : _ . -`.
     ///
@@ -214,16 +216,17 @@ impl RedisStore {
 
     /// Lays sessions out as `layout` says (default [`Layout::Native`]), and switches the
     /// key prefix to that layout's default ([`Layout::default_key_prefix`]): `sess:` for
-    /// [`Layout::ConnectRedis`], as connect-redis uses. Call
+    /// `Layout::ConnectRedis`, as connect-redis uses. Call
     /// [`with_key_prefix`](Self::with_key_prefix) afterwards for another prefix (the one
     /// your connect-redis is configured with, say).
     ///
-    /// In the [`ConnectRedis`](Layout::ConnectRedis) layout **keys hold the raw session
+    /// In the `ConnectRedis` layout **keys hold the raw session
     /// ids**, as Node expects: a dump of this Redis holds usable session ids.
     ///
     /// ```no_run
     /// use sessio_redis::{Layout, RedisStore};
     ///
+    /// # #[cfg(feature = "express")]
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// let store = RedisStore::connect("redis://127.0.0.1:6379")
     ///     .await?
@@ -251,7 +254,7 @@ impl RedisStore {
     ///
     /// In the [`Native`](Layout::Native) layout a changed
     /// session is then written with one round trip and stays cached. In the
-    /// [`ConnectRedis`](Layout::ConnectRedis) layout reads are cached, and a write (a
+    /// `ConnectRedis` layout reads are cached, and a write (a
     /// compare-and-set that reads the stored value first) drops the session from the cache
     /// until it is read again.
     ///
@@ -321,7 +324,7 @@ impl RedisStore {
     /// - [`Layout::Native`]: records the layout of the sessions under this key prefix
     ///   (`{prefix}layout` = `2`), or checks the one recorded: it refuses to go on, changing
     ///   nothing, when the prefix holds sessions in a layout this version does not know.
-    /// - [`Layout::ConnectRedis`]: writes nothing (connect-redis records no layout, and
+    /// - `Layout::ConnectRedis`: writes nothing (connect-redis records no layout, and
     ///   Node would take any extra key under the prefix for a session); it checks that Redis
     ///   answers and that the prefix is not marked as holding one of sessio's layouts.
     ///
@@ -455,12 +458,12 @@ fn parse_url(url: &str) -> Result<Target, ConnectError> {
 mod tests {
     use super::*;
 
-    fn size_of_future<F: std::future::Future>(_: &F) -> usize {
-        std::mem::size_of::<F>()
-    }
-
+    #[cfg(feature = "express")]
     #[tokio::test]
     async fn native_writes_do_not_carry_the_connect_redis_layouts_state() {
+        fn size_of_future<F: std::future::Future>(_: &F) -> usize {
+            std::mem::size_of::<F>()
+        }
         let Some(url) = sessio::testing::service_url("SESSIO_TEST_REDIS_URL") else {
             return;
         };

@@ -33,7 +33,7 @@ async fn views(session: Session) -> Result<String, SessionError> {
 fn app(store: RedisStore, layout: Layout) -> Router {
     let keys = KeyRing::new(["a bad-records test secret of 32 bytes or more"]).unwrap();
     let mut layer = SessionLayer::new(store, keys);
-    if layout == Layout::ConnectRedis {
+    if layout != Layout::Native {
         layer = layer.with_compatibility(Compatibility::ExpressSession);
     }
     Router::new().route("/", get(views)).layer(layer)
@@ -114,6 +114,7 @@ struct Damage {
     apply: fn(&mut dyn redis::ConnectionLike, &str),
 }
 
+#[cfg(feature = "express")]
 /// Replaces the value of string `key`, keeping its time to live.
 fn set_keeping_ttl(conn: &mut dyn redis::ConnectionLike, key: &str, value: &[u8]) {
     let _: () = run(conn, redis::cmd("SET").arg(key).arg(value).arg("KEEPTTL"));
@@ -126,6 +127,7 @@ fn replace_by(conn: &mut dyn redis::ConnectionLike, key: &str, create: &mut redi
     let _: i64 = run(conn, redis::cmd("EXPIRE").arg(key).arg(3600));
 }
 
+#[cfg(feature = "express")]
 /// The stored string of `key`, changed by `change`, stored back.
 fn edit_string(conn: &mut dyn redis::ConnectionLike, key: &str, change: fn(&mut Vec<u8>)) {
     let mut value: Vec<u8> = run(conn, redis::cmd("GET").arg(key));
@@ -200,6 +202,7 @@ const NATIVE_DAMAGES: &[Damage] = &[
     },
 ];
 
+#[cfg(feature = "express")]
 /// The JSON connect-redis keeps for a session ending in an hour, with `views` and `extra`
 /// (raw JSON text) beside the cookie, as Node writes it.
 fn node_json(extra: &str) -> String {
@@ -211,6 +214,7 @@ fn node_json(extra: &str) -> String {
     )
 }
 
+#[cfg(feature = "express")]
 const CONNECT_REDIS_DAMAGES: &[Damage] = &[
     Damage {
         what: "a hash where a string is expected",
@@ -286,8 +290,8 @@ const CONNECT_REDIS_DAMAGES: &[Damage] = &[
 /// decode error that quotes no data, and its cookie then gets a fresh session.
 async fn damaged_sessions_give_fresh_sessions(target: Target, layout: Layout, damages: &[Damage]) {
     let prefix = match layout {
-        Layout::ConnectRedis => format!("{}sess:", unique_prefix()),
-        _ => unique_prefix(),
+        Layout::Native => unique_prefix(),
+        _ => format!("{}sess:", unique_prefix()),
     };
     let fx = Fixture::new(target, layout, prefix).await;
     fx.store.migrate().await.expect("migrate");
@@ -378,6 +382,7 @@ async fn native_sessions_that_do_not_decode_give_fresh_sessions() {
     damaged_sessions_give_fresh_sessions(target, Layout::Native, NATIVE_DAMAGES).await;
 }
 
+#[cfg(feature = "express")]
 #[tokio::test]
 async fn connect_redis_sessions_that_do_not_decode_give_fresh_sessions() {
     let Some(target) = Target::single() else {
@@ -394,6 +399,7 @@ async fn cluster_native_sessions_that_do_not_decode_give_fresh_sessions() {
     damaged_sessions_give_fresh_sessions(target, Layout::Native, NATIVE_DAMAGES).await;
 }
 
+#[cfg(feature = "express")]
 #[tokio::test]
 async fn cluster_connect_redis_sessions_that_do_not_decode_give_fresh_sessions() {
     let Some(target) = Target::cluster() else {

@@ -373,6 +373,7 @@ async fn the_cache_needs_one_server() {
 
 /// In the connect-redis layout reads are cached; a write drops the entry until the next
 /// read; another client's writes reach the cache.
+#[cfg(feature = "express")]
 #[tokio::test]
 async fn the_connect_redis_layout_caches_reads() {
     let Some(server) = PrivateRedis::start_or_skip() else {

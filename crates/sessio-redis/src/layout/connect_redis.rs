@@ -300,7 +300,7 @@ async fn write(
     // The cache (if any) learns the new value from its next read: the write reads the
     // stored value itself, and Redis tells the cache about it too.
     redis.forget_cached(&key);
-    let outcome = with_timeout(redis.timeout(), async {
+    let outcome = with_timeout(redis.timeout, async {
         let Some(mut stored) = read(redis, &key).await? else {
             return Ok(WriteOutcome::NotFound);
         };

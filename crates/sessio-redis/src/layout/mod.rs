@@ -2,6 +2,7 @@
 //! module of its own implementing [`Backend`], the store's operations, in the [`Redis`]
 //! context it is handed.
 
+#[cfg(feature = "express")]
 pub(crate) mod connect_redis;
 pub(crate) mod hashed;
 pub(crate) mod native;
@@ -21,7 +22,7 @@ pub(crate) const MAX_PREFIX_LEN: usize = 64;
 /// How a [`RedisStore`](crate::RedisStore) lays sessions out in Redis; chosen with
 /// [`RedisStore::with_layout`](crate::RedisStore::with_layout).
 ///
-/// | | [`Native`](Layout::Native) (default) | [`ConnectRedis`](Layout::ConnectRedis) |
+/// | | [`Native`](Layout::Native) (default) | `ConnectRedis` |
 /// |---|---|---|
 /// | key | `{prefix}{base64url(sha256(id)[..16])}` | `{prefix}{id}`: the **raw** session id |
 /// | value | a hash: timestamps and one field per data key | connect-redis's JSON string |
@@ -31,10 +32,13 @@ pub(crate) const MAX_PREFIX_LEN: usize = 64;
 /// | keeps | creation time, idle and absolute limits | what express keeps: `expires` and `originalMaxAge` |
 /// | Redis memory, a small session | 197 bytes | more: the JSON and the raw id |
 ///
+/// The connect-redis layout needs the crate's `express` feature.
+///
 /// ```
 /// use sessio_redis::Layout;
 ///
 /// assert_eq!(Layout::default(), Layout::Native);
+/// # #[cfg(feature = "express")]
 /// assert_eq!(Layout::ConnectRedis.default_key_prefix(), "sess:");
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -45,7 +49,8 @@ pub enum Layout {
     /// the millisecond.
     #[default]
     Native,
-    /// connect-redis's layout (v9 and v10), to share sessions with a Node application
+    /// connect-redis's layout (v9 and v10; feature `express`), to share sessions with a
+    /// Node application
     /// running express-session with connect-redis: `SET {prefix}{id}` to the session's
     /// JSON, expiring after `ceil((expires - now) / 1 s)` seconds.
     ///
@@ -56,6 +61,7 @@ pub enum Layout {
     /// The JSON keeps only what express keeps: a session read back has
     /// `created_at = last_active = expires - originalMaxAge` and an idle timeout of
     /// `originalMaxAge` with no absolute limit (see [`sessio::express`]).
+    #[cfg(feature = "express")]
     ConnectRedis,
 }
 
@@ -63,10 +69,11 @@ impl Layout {
     /// The key prefix this layout uses unless
     /// [`RedisStore::with_key_prefix`](crate::RedisStore::with_key_prefix) says otherwise:
     /// `sessio:` for [`Native`](Layout::Native), connect-redis's `sess:` for
-    /// [`ConnectRedis`](Layout::ConnectRedis).
+    /// `ConnectRedis`.
     pub const fn default_key_prefix(self) -> &'static str {
         match self {
             Layout::Native => native::DEFAULT_PREFIX,
+            #[cfg(feature = "express")]
             Layout::ConnectRedis => connect_redis::DEFAULT_PREFIX,
         }
     }
@@ -166,10 +173,11 @@ mod tests {
 
     #[test]
     fn every_default_prefix_is_valid() {
-        for layout in [Layout::Native, Layout::ConnectRedis] {
-            assert!(validate_prefix(layout.default_key_prefix()).is_ok());
-        }
+        assert!(validate_prefix(Layout::Native.default_key_prefix()).is_ok());
+        #[cfg(feature = "express")]
+        assert!(validate_prefix(Layout::ConnectRedis.default_key_prefix()).is_ok());
         assert_eq!(Layout::Native.default_key_prefix(), "sessio:");
+        #[cfg(feature = "express")]
         assert_eq!(Layout::ConnectRedis.default_key_prefix(), "sess:");
     }
 }
