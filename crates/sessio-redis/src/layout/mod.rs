@@ -4,7 +4,6 @@
 
 #[cfg(feature = "express")]
 pub(crate) mod connect_redis;
-pub(crate) mod hashed;
 pub(crate) mod native;
 
 use std::future::Future;

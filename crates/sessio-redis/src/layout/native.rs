@@ -16,6 +16,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use redis::{Cmd, RedisWrite, Script, ToRedisArgs, Value};
 use sessio::store::{
     from_unix_millis, storage_key, unix_millis, Changes, CreateOutcome, Data, Meta, Record,
@@ -25,8 +27,7 @@ use sessio::{Expiry, SessionId};
 
 use crate::context::Redis;
 use crate::error::MigrateError;
-use crate::layout::hashed::{expect_layout, hashed_key, pattern_of_len, record_layout, JsonText};
-use crate::layout::Backend;
+use crate::layout::{layout_key, Backend};
 use crate::scripts;
 
 /// The layout version this crate writes, recorded under `{prefix}layout`.
@@ -345,6 +346,68 @@ async fn write(
         .await
 }
 
+/// Records `version` under `{prefix}layout` unless a layout is recorded there already;
+/// returns what is recorded then.
+pub(crate) async fn record_layout(
+    redis: Redis<'_>,
+    version: &str,
+) -> Result<Option<String>, MigrateError> {
+    let key = layout_key(redis.prefix());
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET")
+        .arg(&key)
+        .arg(version)
+        .arg("NX")
+        .ignore()
+        .cmd("GET")
+        .arg(&key);
+    let (found,): (Option<String>,) = redis
+        .bounded(pipe.query_async(&mut redis.conn()))
+        .await
+        .map_err(MigrateError::Store)?;
+    Ok(found)
+}
+
+/// Refuses a prefix recorded as holding another layout than `expected`.
+pub(crate) fn expect_layout(
+    found: Option<String>,
+    expected: &'static str,
+) -> Result<(), MigrateError> {
+    match found {
+        Some(found) if found != expected => Err(MigrateError::UnknownLayout { found, expected }),
+        // Recorded now, found as expected, or removed meanwhile (nothing to refuse).
+        _ => Ok(()),
+    }
+}
+
+/// `{prefix}{base64url(hash)}`: a session's key in the layouts that hash its id.
+pub(crate) fn hashed_key(prefix: &str, hash: &[u8]) -> String {
+    let mut key = String::with_capacity(prefix.len() + hash.len().div_ceil(3) * 4);
+    key.push_str(prefix);
+    URL_SAFE_NO_PAD.encode_string(hash, &mut key);
+    key
+}
+
+/// A `SCAN MATCH` pattern of the prefix and `len` more characters.
+pub(crate) fn pattern_of_len(prefix: &str, len: usize) -> String {
+    // The prefix holds no glob characters (see `validate_prefix`).
+    let mut pattern = String::with_capacity(prefix.len() + len);
+    pattern.push_str(prefix);
+    pattern.push_str(&"?".repeat(len));
+    pattern
+}
+
+/// A value's JSON text (as `Value::to_string` writes it), written straight into a command's
+/// arguments.
+pub(crate) struct JsonText<'a>(pub(crate) &'a serde_json::Value);
+
+impl ToRedisArgs for JsonText<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        // Cannot fail: a JSON value written to memory.
+        let _ = serde_json::to_writer(out.writer_for_next_arg(), self.0);
+    }
+}
+
 /// The native layout's [`Backend`].
 pub(crate) struct Native;
 
@@ -400,9 +463,6 @@ impl Backend for Native {
 
 #[cfg(test)]
 mod tests {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine as _;
-
     use super::*;
 
     fn bulk(s: &str) -> Value {
