@@ -76,6 +76,16 @@
 //! anyway, so the transaction costs no concurrency. An update that clears every key needs
 //! no read, and is a single `UPDATE`.
 //!
+//! # One writer at a time
+//!
+//! SQLite runs one write at a time per database. Left to race for its lock, a pool's
+//! connections would each wait in SQLite's busy handler, which sleeps and retries (up to
+//! 100 ms a sleep), so that under load most of a write's time is spent asleep and requests
+//! run past their time limit. Instead the store's writes take their turn in the process
+//! first, in arrival order (a fair asynchronous lock), and reach SQLite one after the other;
+//! reads go to the pool's other connections, which WAL journaling lets run beside the
+//! writer. Writers in other processes still meet at SQLite's lock, through the busy timeout.
+//!
 //! # Time
 //!
 //! Which sessions have expired is decided by the caller's time: the `now` that `load` and
@@ -109,6 +119,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::Row;
+use tokio::sync::Mutex;
 
 pub use error::{ConnectError, InvalidTableName, MigrateError};
 
@@ -141,6 +152,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     sql: Arc<Sql>,
     timeout: Duration,
+    /// Taken by every write, so that this process's writes reach SQLite one at a time.
+    writer: Arc<Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -223,6 +236,7 @@ impl SqliteStore {
             pool,
             sql: Arc::new(Sql::new(TableName::default())),
             timeout: Self::DEFAULT_TIMEOUT,
+            writer: Arc::new(Mutex::new(())),
         }
     }
 
@@ -461,6 +475,7 @@ impl SessionStore for SqliteStore {
         let key = storage_key(id);
         let now = unix_millis(record.meta.last_active);
         with_timeout(self.timeout, async {
+            let _turn = self.writer.lock().await;
             let data = encode_data(&record.data)?;
             let meta = MetaColumns::from(&record.meta);
             let done = sqlx::query(&self.sql.insert)
@@ -503,6 +518,7 @@ impl SessionStore for SqliteStore {
         let key = storage_key(id);
         let now = unix_millis(meta.last_active);
         with_timeout(self.timeout, async {
+            let _turn = self.writer.lock().await;
             if changes.is_empty() {
                 self.touch_now(&key, meta, now).await
             } else if changes.clears_all() {
@@ -520,12 +536,17 @@ impl SessionStore for SqliteStore {
     async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
         let key = storage_key(id);
         let now = unix_millis(meta.last_active);
-        with_timeout(self.timeout, self.touch_now(&key, meta, now)).await
+        with_timeout(self.timeout, async {
+            let _turn = self.writer.lock().await;
+            self.touch_now(&key, meta, now).await
+        })
+        .await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         let key = storage_key(id);
         with_timeout(self.timeout, async {
+            let _turn = self.writer.lock().await;
             sqlx::query(&self.sql.delete)
                 .bind(&key[..])
                 .execute(&self.pool)
@@ -541,6 +562,7 @@ impl SessionStore for SqliteStore {
         let mut removed = 0;
         loop {
             let batch = with_timeout(self.timeout, async {
+                let _turn = self.writer.lock().await;
                 let done = sqlx::query(&self.sql.delete_expired)
                     .bind(now)
                     .bind(DELETE_BATCH)
