@@ -12,7 +12,8 @@ use serde_json::json;
 use sessio::store::{Changes, CreateOutcome, WriteOutcome};
 use sessio::{SessionId, SessionStore};
 use sessio_sqlite::SqliteStore;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::Executor as _;
 use tokio::sync::Barrier;
 
 const WRITERS: usize = 64;
@@ -20,16 +21,18 @@ const WRITERS: usize = 64;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writes_never_meet_a_busy_database() {
     let db = TempDb::new();
-    db.store().await; // migrated
-                      // Several connections, and SQLite's busy handler off: two of them writing at once
-                      // would fail at once with SQLITE_BUSY.
-    let options = SqliteConnectOptions::from_str(&db.url)
-        .unwrap()
-        .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(Duration::ZERO);
+    let _migrated = db.store().await;
+    // Several connections, and SQLite's busy handler off once each is open: two of them
+    // writing at once would fail at once with SQLITE_BUSY.
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
-        .connect_with(options)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA busy_timeout = 0").await?;
+                Ok(())
+            })
+        })
+        .connect_with(SqliteConnectOptions::from_str(&db.url).unwrap())
         .await
         .unwrap();
     let store = SqliteStore::from_pool(pool);
