@@ -103,6 +103,7 @@ mod migrate;
 mod sql;
 
 use std::fmt;
+use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -469,21 +470,45 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Runs `write` on a task of its own, in this process's turn (see the crate
+    /// documentation), within the time limit. The task runs to the end whatever becomes of
+    /// the caller: a write dropped halfway, by a request whose client went away, would leave
+    /// its transaction open, and the database locked for every other writer, until its
+    /// connection happened to be used again.
+    async fn write<T, F, Fut>(&self, write: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(SqliteStore) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let store = self.clone();
+        let task = tokio::spawn(async move {
+            let _turn = Arc::clone(&store.writer).lock_owned().await;
+            write(store).await
+        });
+        with_timeout(self.timeout, async {
+            task.await
+                .map_err(|error| StoreError::Backend(Box::new(error)))?
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create(&self, id: &SessionId, record: &Record) -> Result<CreateOutcome, StoreError> {
         let key = storage_key(id);
         let now = unix_millis(record.meta.last_active);
-        with_timeout(self.timeout, async {
-            let _turn = self.writer.lock().await;
-            let data = encode_data(&record.data)?;
-            let meta = MetaColumns::from(&record.meta);
-            let done = sqlx::query(&self.sql.insert)
+        let data = encode_data(&record.data)?;
+        let meta = MetaColumns::from(&record.meta);
+        self.write(move |store| async move {
+            let done = sqlx::query(&store.sql.insert)
                 .bind(&key[..])
                 .bind(data)
                 .bind_meta(&meta)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&store.pool)
                 .await
                 .map_err(store_error)?;
             Ok(if done.rows_affected() == 0 {
@@ -517,17 +542,17 @@ impl SessionStore for SqliteStore {
     ) -> Result<WriteOutcome, StoreError> {
         let key = storage_key(id);
         let now = unix_millis(meta.last_active);
-        with_timeout(self.timeout, async {
-            let _turn = self.writer.lock().await;
+        let (changes, meta) = (changes.clone(), *meta);
+        self.write(move |store| async move {
             if changes.is_empty() {
-                self.touch_now(&key, meta, now).await
+                store.touch_now(&key, &meta, now).await
             } else if changes.clears_all() {
                 // The new data does not depend on the stored data: no read needed.
                 let mut data = Data::new();
                 changes.apply(&mut data);
-                self.replace(&key, &data, meta, now).await
+                store.replace(&key, &data, &meta, now).await
             } else {
-                self.read_modify_write(&key, changes, meta, now).await
+                store.read_modify_write(&key, &changes, &meta, now).await
             }
         })
         .await
@@ -536,20 +561,17 @@ impl SessionStore for SqliteStore {
     async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
         let key = storage_key(id);
         let now = unix_millis(meta.last_active);
-        with_timeout(self.timeout, async {
-            let _turn = self.writer.lock().await;
-            self.touch_now(&key, meta, now).await
-        })
-        .await
+        let meta = *meta;
+        self.write(move |store| async move { store.touch_now(&key, &meta, now).await })
+            .await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         let key = storage_key(id);
-        with_timeout(self.timeout, async {
-            let _turn = self.writer.lock().await;
-            sqlx::query(&self.sql.delete)
+        self.write(move |store| async move {
+            sqlx::query(&store.sql.delete)
                 .bind(&key[..])
-                .execute(&self.pool)
+                .execute(&store.pool)
                 .await
                 .map_err(store_error)?;
             Ok(())
@@ -561,17 +583,17 @@ impl SessionStore for SqliteStore {
         let now = unix_millis(now);
         let mut removed = 0;
         loop {
-            let batch = with_timeout(self.timeout, async {
-                let _turn = self.writer.lock().await;
-                let done = sqlx::query(&self.sql.delete_expired)
-                    .bind(now)
-                    .bind(DELETE_BATCH)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(store_error)?;
-                Ok(done.rows_affected())
-            })
-            .await?;
+            let batch = self
+                .write(move |store| async move {
+                    let done = sqlx::query(&store.sql.delete_expired)
+                        .bind(now)
+                        .bind(DELETE_BATCH)
+                        .execute(&store.pool)
+                        .await
+                        .map_err(store_error)?;
+                    Ok(done.rows_affected())
+                })
+                .await?;
             removed += batch;
             if batch < DELETE_BATCH as u64 {
                 return Ok(removed);

@@ -70,3 +70,53 @@ async fn concurrent_writes_never_meet_a_busy_database() {
     );
     assert_eq!(store.count().await.unwrap(), 0);
 }
+
+/// A request cancelled in the middle of its write (its client went away, say) leaves
+/// nothing locked: the next write goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_abandoned_halfway_leaves_no_lock_behind() {
+    use std::future::Future;
+    use std::task::{Context, Poll};
+
+    let db = TempDb::new();
+    let store = db.store().await.with_timeout(Duration::from_secs(2));
+    let id = SessionId::from("abandoned");
+    let t = now();
+    store
+        .create(&id, &record(json!({"n": 0}), t, Duration::from_secs(600)))
+        .await
+        .unwrap();
+    let meta = store.load(&id, t).await.unwrap().unwrap().meta;
+    for round in 0..50 {
+        let mut changes = Changes::default();
+        changes.set("n", json!(round));
+        {
+            // Polled until it is under way, then dropped, as a cancelled request's is.
+            let mut write = std::pin::pin!(store.update(&id, &changes, &meta));
+            let waker = futures_waker();
+            let mut cx = Context::from_waker(&waker);
+            for _ in 0..(round % 5) + 1 {
+                if let Poll::Ready(done) = write.as_mut().poll(&mut cx) {
+                    done.unwrap();
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        }
+        let mut next = Changes::default();
+        next.set("m", json!(round));
+        let outcome = store.update(&id, &next, &meta).await;
+        assert!(
+            matches!(outcome, Ok(WriteOutcome::Applied)),
+            "round {round}: {outcome:?}"
+        );
+    }
+}
+
+fn futures_waker() -> std::task::Waker {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    std::task::Waker::from(Arc::new(Noop))
+}
