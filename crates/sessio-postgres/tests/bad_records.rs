@@ -522,3 +522,67 @@ async fn sessions_created_here_with_nul_are_updated_and_touched() {
     );
     assert_eq!(store.count().await.unwrap(), 2);
 }
+
+/// A write of a row holding U+0000 goes through a transaction holding the row's lock; a
+/// request dropped halfway through it (its client gone) must not leave that lock behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_write_abandoned_halfway_leaves_no_lock_behind() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    let Some(url) = common::url() else {
+        return;
+    };
+    let (store, table, _cleanup) = common::migrated(Layout::ConnectPgSimple, &url).await;
+    let store = store.with_timeout(Duration::from_secs(2));
+    let quoted = format!("\"{table}\"");
+    let app = app(store.clone(), Layout::ConnectPgSimple);
+    let cookie = working_session(&app).await;
+    let id = id_of(&cookie);
+    let mut sess = sess_of(&url, &quoted, id.as_str()).await;
+    sess["name"] = json!(WITH_NUL);
+    node_sets(&url, &quoted, id.as_str(), &sess).await;
+
+    let now = from_unix_millis(unix_millis(SystemTime::now()));
+    let waker = Waker::from(Arc::new(Noop));
+    let mut abandoned = 0;
+    for round in 0..30u64 {
+        let mut changes = Changes::default();
+        changes.set("round", json!(round));
+        let meta = meta_at(now, HOUR);
+        {
+            // Polled until it is under way, then dropped, as a cancelled request's is.
+            let mut write = std::pin::pin!(store.update(&id, &changes, &meta));
+            let mut cx = Context::from_waker(&waker);
+            // Dropped at a different point each round: after a few polls, each after a
+            // short wait for the database's answers to arrive.
+            let mut finished = false;
+            for _ in 0..(round % 8) + 1 {
+                if let Poll::Ready(done) = write.as_mut().poll(&mut cx) {
+                    done.unwrap();
+                    finished = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_micros(100)).await;
+            }
+            abandoned += u32::from(!finished);
+        }
+        let mut next = Changes::default();
+        next.set("after", json!(round));
+        let outcome = store.update(&id, &next, &meta).await;
+        assert!(
+            matches!(outcome, Ok(WriteOutcome::Applied)),
+            "round {round}: {outcome:?}"
+        );
+    }
+    eprintln!("{abandoned} writes abandoned halfway");
+    assert!(
+        abandoned > 0,
+        "no write was abandoned: the test tested nothing"
+    );
+}
