@@ -1,5 +1,4 @@
-//! Errors of connecting, configuring and migrating, and how sqlx errors map to
-//! [`StoreError`].
+//! Errors of connecting, and how sqlx errors map to [`StoreError`].
 
 use sessio::store::StoreError;
 
@@ -16,58 +15,6 @@ pub enum ConnectError {
     /// The database could not be opened (or created).
     #[error("could not open the SQLite database")]
     Connect(#[source] sqlx::Error),
-}
-
-/// A table name that [`SqliteStore::with_table_name`](crate::SqliteStore::with_table_name)
-/// rejected: it must be 1 to 63 ASCII letters, digits and underscores, not starting with a
-/// digit.
-///
-/// ```
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let store = sessio_sqlite::SqliteStore::connect("sqlite::memory:").await?;
-/// let error = store.with_table_name("1abc").unwrap_err();
-/// assert_eq!(error.name(), "1abc");
-/// # Ok(())
-/// # }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid table name {name:?}: use 1 to 63 ASCII letters, digits and underscores, not starting with a digit")]
-pub struct InvalidTableName {
-    pub(crate) name: String,
-}
-
-impl InvalidTableName {
-    /// The rejected name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-/// Why [`SqliteStore::migrate`](crate::SqliteStore::migrate) failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum MigrateError {
-    /// The table recording applied migrations could not be created or read.
-    #[error("could not read or create the migrations table {table:?}")]
-    Bookkeeping {
-        /// The migrations table.
-        table: String,
-        /// What SQLite said.
-        #[source]
-        source: sqlx::Error,
-    },
-    /// A migration failed; it was rolled back, and later ones were not tried.
-    #[error("migration {version} ({description}) failed and was rolled back")]
-    Apply {
-        /// The migration's version.
-        version: i64,
-        /// What the migration does.
-        description: &'static str,
-        /// What SQLite said.
-        #[source]
-        source: sqlx::Error,
-    },
 }
 
 /// Why a stored row could not be turned into a record. Never quotes the stored data.

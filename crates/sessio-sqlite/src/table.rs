@@ -1,6 +1,33 @@
 //! The validated table name and the statements built from it.
 
-use crate::error::InvalidTableName;
+/// A table name that [`SqliteStore::with_table_name`](crate::SqliteStore::with_table_name)
+/// rejected: it must be 1 to 63 ASCII letters, digits and underscores, not starting with a
+/// digit.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = sessio_sqlite::SqliteStore::connect("sqlite::memory:").await?;
+/// let error = store.with_table_name("1abc").unwrap_err();
+/// assert_eq!(error.name(), "1abc");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid table name {name:?}: use 1 to 63 ASCII letters, digits and underscores, not starting with a digit")]
+pub struct InvalidTableName {
+    pub(crate) name: String,
+}
+
+impl InvalidTableName {
+    /// The rejected name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The sessions table's name unless configured otherwise.
+pub(crate) const DEFAULT_NAME: &str = "sessio_sessions";
 
 /// A table name that is safe to put into SQL: `[A-Za-z_][A-Za-z0-9_]{0,62}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +58,7 @@ impl TableName {
 
 impl Default for TableName {
     fn default() -> Self {
-        Self(crate::SqliteStore::DEFAULT_TABLE_NAME.to_owned())
+        Self(DEFAULT_NAME.to_owned())
     }
 }
 
