@@ -14,7 +14,6 @@ use sessio::store::{
 
 use crate::cache::{Cache, Cached};
 use crate::conn::{store_error, wrong_type_is_decode, Conn, Node, Via};
-use crate::scripts::Caller;
 
 /// Keys asked for per SCAN step, and so the most sessions checked per round trip by
 /// [`SessionStore::delete_expired`](sessio::SessionStore::delete_expired).
@@ -238,33 +237,32 @@ impl Redis<'_> {
         .await
     }
 
-    /// Runs a write script on `key` (`command`, an `EVALSHA` of the script `script` picks
-    /// for the caller), keeping the cache in step: with a connected cache the write goes
-    /// over its tracking connection and, when it applied, the cached session takes
-    /// `changes` and `stored()` (the write's `meta` as the layout keeps it); without one the
-    /// session is dropped from the cache before and after.
-    pub(crate) async fn write_through_cache(
+    /// Runs `write` (a write of the session under `key`, over the connection it is
+    /// given), keeping the cache in step: with a connected cache the write goes over its
+    /// tracking connection and, when it applied, the cached session takes `changes` and
+    /// `stored()` (the write's `meta` as the layout keeps it); without one the session is
+    /// dropped from the cache before and after.
+    pub(crate) async fn write_through_cache<F, Fut>(
         &self,
         key: &str,
-        script: fn(Caller) -> &'static Script,
-        command: impl FnOnce(&Script) -> Cmd,
+        write: F,
         changes: Option<&Changes>,
         meta: &Meta,
         stored: impl FnOnce() -> Meta,
-    ) -> Result<WriteOutcome, StoreError> {
+    ) -> Result<WriteOutcome, StoreError>
+    where
+        F: FnOnce(Via) -> Fut,
+        Fut: Future<Output = Result<WriteOutcome, StoreError>>,
+    {
         let Some((cache, conn)) = self.tracking() else {
-            let script = script(Caller::Plain);
-            let eval = command(script);
             self.forget_cached(key);
-            let outcome = write_outcome(self.eval(&self.conn(), script, &eval).await);
+            let outcome = write(Via::Store(self.conn())).await;
             self.forget_cached(key);
             return outcome;
         };
-        let script = script(Caller::Tracking);
-        let eval = command(script);
         let ticket = cache.before_write(key);
-        let outcome = write_outcome(self.eval(&conn, script, &eval).await);
-        // What the script did to the stored session, done to the cached one.
+        let outcome = write(Via::Tracking(conn)).await;
+        // What the write did to the stored session, done to the cached one.
         let applied =
             matches!(outcome, Ok(WriteOutcome::Applied)).then_some(|session: &mut Cached| {
                 if let Some(changes) = changes {
@@ -338,7 +336,7 @@ fn is_noscript(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool 
 }
 
 /// A write script's answer: 1 when it wrote, 0 when the session was not there to write.
-fn write_outcome(reply: Result<i64, StoreError>) -> Result<WriteOutcome, StoreError> {
+pub(crate) fn write_outcome(reply: Result<i64, StoreError>) -> Result<WriteOutcome, StoreError> {
     Ok(if reply? == 1 {
         WriteOutcome::Applied
     } else {

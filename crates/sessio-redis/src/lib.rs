@@ -3,9 +3,10 @@
 //! - **One hash per session**, under `{prefix}{base64url(sha256(id)[..16])}`: a dump of Redis
 //!   holds no usable session id, and each session lives in one hash slot. Or, to share
 //!   sessions with Node, **connect-redis's layout** (`Layout::ConnectRedis`).
-//! - **Atomic per-key writes**: every write is one Lua script on that one key, so
-//!   concurrent requests writing different keys of a session all keep their writes, and a
-//!   destroyed session is never written back, on a single server and in a cluster alike.
+//! - **Atomic per-key writes**: every write is one `MULTI` transaction on that one key (an
+//!   update that clears every key, one Lua script), so concurrent requests writing
+//!   different keys of a session all keep their writes, and a destroyed session is never
+//!   written back, on a single server and in a cluster alike.
 //! - **Expiry by Redis**: each key expires at its session's `expires_at` (`PEXPIREAT`), so
 //!   Redis drops stale sessions by itself; nothing needs to sweep.
 //! - **Resilient**: the connection reconnects by itself after Redis restarts, and every

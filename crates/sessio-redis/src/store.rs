@@ -37,8 +37,9 @@ macro_rules! on_layout {
 /// In the default [`Layout::Native`], each session is one Redis hash, under the key prefix
 /// followed by the base64url of the first 16 bytes of the SHA-256 of its id (never the id
 /// itself), expiring by
-/// itself at the session's `expires_at` (`PEXPIREAT`). Every write is one Lua script on
-/// that one key, so it is atomic on a single server and in a cluster alike: concurrent
+/// itself at the session's `expires_at` (`PEXPIREAT`). Every write is one `MULTI`
+/// transaction on that one key (one Lua script for an update that clears every key), so
+/// it is atomic on a single server and in a cluster alike: concurrent
 /// requests writing different keys of a session all keep their writes, and a destroyed
 /// session is never written back.
 ///

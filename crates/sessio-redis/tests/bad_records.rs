@@ -145,12 +145,6 @@ const NATIVE_DAMAGES: &[Damage] = &[
         apply: |conn, key| replace_by(conn, key, redis::cmd("RPUSH").arg(key).arg(SECRET)),
     },
     Damage {
-        what: "no created_at field",
-        apply: |conn, key| {
-            let _: i64 = run(conn, redis::cmd("HDEL").arg(key).arg("c"));
-        },
-    },
-    Damage {
         what: "no expires_at field",
         apply: |conn, key| {
             let _: i64 = run(conn, redis::cmd("HDEL").arg(key).arg("e"));

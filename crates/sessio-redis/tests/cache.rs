@@ -148,7 +148,7 @@ async fn sessions_are_read_from_the_cache_and_written_in_one_round_trip() {
     }
     assert_eq!(server.calls("hgetall"), 1);
 
-    // A change is one script, and the cache holds what Redis holds after it.
+    // A change is one transaction, and the cache holds what Redis holds after it.
     let mut changes = sessio::store::Changes::default();
     changes.set("views", json!(2));
     changes.set("cart", json!([1, 2.5, "x"]));
@@ -159,12 +159,12 @@ async fn sessions_are_read_from_the_cache_and_written_in_one_round_trip() {
         Duration::from_secs(3600),
         Duration::from_secs(86_400),
     ));
-    let scripts = server.calls("evalsha");
+    let transactions = server.calls("exec");
     assert_eq!(
         store.update(&id, &changes, &meta).await.unwrap(),
         WriteOutcome::Applied
     );
-    assert_eq!(server.calls("evalsha"), scripts + 1);
+    assert_eq!(server.calls("exec"), transactions + 1);
     let cached = store.load(&id, meta.last_active).await.unwrap();
     assert_eq!(server.calls("hgetall"), 1, "the update kept the entry");
     assert_eq!(cached, plain.load(&id, meta.last_active).await.unwrap());

@@ -453,3 +453,30 @@ async fn connecting_to_nothing_fails_promptly() {
         .unwrap_err();
     assert!(matches!(error, ConnectError::NoNodes));
 }
+
+/// A write of a session that is gone (destroyed, or never there) answers `NotFound` and
+/// leaves no key behind, on a server and on a cluster.
+#[tokio::test]
+async fn a_write_of_a_missing_session_leaves_nothing_behind() {
+    for target in [Target::single(), Target::cluster()].into_iter().flatten() {
+        let prefix = unique_prefix();
+        let store = target.store(Layout::Native, &prefix).await;
+        let id = RandomIdGenerator::default().generate();
+        let rec = record(json!({"k": 1}));
+        store.create(&id, &rec).await.unwrap();
+        store.delete(&id).await.unwrap();
+        let mut changes = Changes::default();
+        changes.set("k", json!(2));
+        changes.remove("gone");
+        assert_eq!(
+            store.update(&id, &changes, &rec.meta).await.unwrap(),
+            WriteOutcome::NotFound
+        );
+        assert_eq!(
+            store.touch(&id, &rec.meta).await.unwrap(),
+            WriteOutcome::NotFound
+        );
+        assert_eq!(store.load(&id, now()).await.unwrap(), None);
+        assert_eq!(store.count().await.unwrap(), 0, "a partial hash was left");
+    }
+}

@@ -27,7 +27,7 @@ pub(crate) const MAX_PREFIX_LEN: usize = 64;
 /// | value | a hash: timestamps and one field per data key | connect-redis's JSON string |
 /// | default prefix | `sessio:` | `sess:` |
 /// | expiry | `PEXPIREAT` at the session's end, to the millisecond | `EX`, in whole seconds, as connect-redis sets it |
-/// | per-key writes | one Lua script setting the changed fields | optimistic compare-and-set, retried |
+/// | per-key writes | one `MULTI` transaction setting the changed fields | optimistic compare-and-set, retried |
 /// | keeps | creation time, idle and absolute limits | what express keeps: `expires` and `originalMaxAge` |
 /// | Redis memory, a small session | 197 bytes | more: the JSON and the raw id |
 ///

@@ -18,17 +18,18 @@ use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use redis::{Cmd, RedisWrite, Script, ToRedisArgs, Value};
+use redis::{Cmd, Pipeline, RedisWrite, Script, ToRedisArgs, Value};
 use sessio::store::{
     from_unix_millis, storage_key, unix_millis, Changes, CreateOutcome, Data, Meta, Record,
     StoreError, WriteOutcome,
 };
 use sessio::{Expiry, SessionId};
 
-use crate::context::Redis;
+use crate::conn::Via;
+use crate::context::{write_outcome, Redis};
 use crate::error::MigrateError;
 use crate::layout::{layout_key, Backend};
-use crate::scripts;
+use crate::scripts::{self, Caller};
 
 /// The layout version this crate writes, recorded under `{prefix}layout`.
 pub(crate) const LAYOUT_VERSION: &str = "2";
@@ -241,6 +242,10 @@ pub(crate) fn decode(reply: Value, now: SystemTime) -> Result<Option<Record>, De
             _ => {}
         }
     }
+    // What a write that found no session left behind, until the writer removes it.
+    let Some(created) = created else {
+        return Ok(None);
+    };
     let expires_at = from_unix_millis(expires.ok_or(DecodeError::MissingField(EXPIRES))?);
     if expires_at <= now {
         return Ok(None);
@@ -251,7 +256,7 @@ pub(crate) fn decode(reply: Value, now: SystemTime) -> Result<Option<Record>, De
         _ => return Err(DecodeError::HalfExpiry),
     };
     let meta = Meta {
-        created_at: from_unix_millis(created.ok_or(DecodeError::MissingField(CREATED))?),
+        created_at: from_unix_millis(created),
         last_active: from_unix_millis(last_active.ok_or(DecodeError::MissingField(LAST_ACTIVE))?),
         expires_at,
         expiry,
@@ -309,7 +314,9 @@ async fn create(
     redis.create_key(&key, script, &eval).await
 }
 
-/// Runs the update script: `update` with `changes`, `touch` without.
+/// `update` with `changes`, `touch` without. One `MULTI` transaction on the session's
+/// hash (see [`transaction`]); an update that clears every key runs the update script,
+/// which can list the fields to remove (`HKEYS`) in the same atomic step.
 async fn write(
     redis: Redis<'_>,
     id: &SessionId,
@@ -317,33 +324,108 @@ async fn write(
     meta: &Meta,
 ) -> Result<WriteOutcome, StoreError> {
     let key = session_key(redis.prefix(), id);
+    let clears = changes.is_some_and(Changes::clears_all);
+    let write = |conn: Via| {
+        let key = &key;
+        async move {
+            let caller = match conn {
+                Via::Tracking(_) => Caller::Tracking,
+                Via::Store(_) => Caller::Plain,
+            };
+            if clears {
+                let script = scripts::update(caller);
+                let eval = update_script(script, key, changes, meta);
+                return write_outcome(redis.eval(&conn, script, &eval).await);
+            }
+            let mut conn = conn;
+            let pipe = transaction(key, changes, meta, caller);
+            let (was_absent,): (i64,) = redis.bounded(pipe.query_async(&mut conn)).await?;
+            if was_absent == 0 {
+                return Ok(WriteOutcome::Applied);
+            }
+            // No session was there: take back what the transaction wrote. Until then
+            // `load` sees a hash without `c`, which is no session either.
+            let _: i64 = redis
+                .bounded(redis::cmd("UNLINK").arg(key).query_async(&mut conn))
+                .await?;
+            Ok(WriteOutcome::NotFound)
+        }
+    };
+    redis
+        .write_through_cache(&key, write, changes, meta, || as_stored(meta))
+        .await
+}
+
+/// The write of a live session as one `MULTI` transaction: no script, so none of a
+/// script's cost to Redis.
+///
+/// Its first command, `HSET key l <last_active>`, answers 1 exactly when the hash had no
+/// `l`, which every stored session has: when the session was not there (destroyed, or
+/// expired, which Redis's own expiry at `e` ensures). The rest then wrote a hash without
+/// `c`, which [`decode`] reads as no session and the caller removes: a write never brings
+/// a session back. `c` is never written here: a session's creation time never changes.
+/// For a caller that tracks keys for a client-side cache it ends by reading the key, as
+/// a write ends the key's tracking.
+fn transaction(key: &str, changes: Option<&Changes>, meta: &Meta, caller: Caller) -> Pipeline {
+    let entries = || changes.into_iter().flat_map(Changes::iter);
+    let expires = unix_millis(meta.expires_at);
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    pipe.cmd("HSET")
+        .arg(key)
+        .arg(LAST_ACTIVE)
+        .arg(unix_millis(meta.last_active));
+    let set = pipe.cmd("HSET").arg(key).arg(EXPIRES).arg(expires);
+    for (field, value) in expiry_pairs(meta).into_iter().flatten() {
+        set.arg(field).arg(value);
+    }
+    for (name, value) in entries() {
+        if let Some(value) = value {
+            set.arg(DataField(name)).arg(JsonText(value));
+        }
+    }
+    set.ignore();
+    let removed = entries().filter(|(_, value)| value.is_none());
+    let mut doomed = removed.map(|(name, _)| DataField(name)).peekable();
+    let drop_own_expiry = meta.expiry.is_none();
+    if doomed.peek().is_some() || drop_own_expiry {
+        let delete = pipe.cmd("HDEL").arg(key);
+        for field in doomed {
+            delete.arg(field);
+        }
+        if drop_own_expiry {
+            delete.arg(IDLE).arg(ABSOLUTE);
+        }
+        delete.ignore();
+    }
+    pipe.cmd("PEXPIREAT").arg(key).arg(expires).ignore();
+    if caller == Caller::Tracking {
+        pipe.cmd("EXISTS").arg(key).ignore();
+    }
+    pipe
+}
+
+/// The `EVALSHA` of the update `script` with `changes` and `meta`.
+fn update_script(script: &Script, key: &str, changes: Option<&Changes>, meta: &Meta) -> Cmd {
     let entries = || changes.into_iter().flat_map(Changes::iter);
     let own_expiry = expiry_pairs(meta);
     let clears = changes.is_some_and(Changes::clears_all);
     let flags = u8::from(clears) | (u8::from(own_expiry.is_some()) << 1);
     let removed = entries().filter(|(_, value)| value.is_none()).count();
-
-    let command = |script: &Script| {
-        let mut eval = write_script(script, &key, meta, entries().map(|(name, _)| name));
-        eval.arg(flags).arg(removed);
-        for (name, _) in entries().filter(|(_, value)| value.is_none()) {
-            eval.arg(DataField(name));
+    let mut eval = write_script(script, key, meta, entries().map(|(name, _)| name));
+    eval.arg(flags).arg(removed);
+    for (name, _) in entries().filter(|(_, value)| value.is_none()) {
+        eval.arg(DataField(name));
+    }
+    for (field, value) in own_expiry.into_iter().flatten() {
+        eval.arg(field).arg(value);
+    }
+    for (name, value) in entries() {
+        if let Some(value) = value {
+            eval.arg(DataField(name)).arg(JsonText(value));
         }
-        for (field, value) in own_expiry.into_iter().flatten() {
-            eval.arg(field).arg(value);
-        }
-        for (name, value) in entries() {
-            if let Some(value) = value {
-                eval.arg(DataField(name)).arg(JsonText(value));
-            }
-        }
-        eval
-    };
-    redis
-        .write_through_cache(&key, scripts::update, command, changes, meta, || {
-            as_stored(meta)
-        })
-        .await
+    }
+    eval
 }
 
 /// Records `version` under `{prefix}layout` unless a layout is recorded there already;
@@ -544,7 +626,6 @@ mod tests {
         let cases: &[&[(&str, &str)]] = &[
             &[("c", "0"), ("l", "0")],
             &[("c", "0"), ("l", "0"), ("e", "soon")],
-            &[("l", "0"), ("e", "9999999999999")],
             &[("c", "0"), ("l", "0"), ("e", "9999999999999"), ("i", "5")],
             &[
                 ("c", "0"),
@@ -563,6 +644,9 @@ mod tests {
         for case in cases {
             assert!(decode(reply(case), now()).is_err(), "{case:?} decoded");
         }
+        // What a write that found no session leaves for a moment: no session at all.
+        let remains = reply(&[("l", "0"), ("e", "9999999999999"), ("d:k", "1")]);
+        assert!(decode(remains, now()).unwrap().is_none());
         assert!(decode(Value::Int(3), now()).is_err());
         assert!(decode(Value::Array(vec![bulk("c")]), now()).is_err());
         let not_utf8 = Value::Array(vec![
