@@ -334,12 +334,3 @@ fn is_noscript(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool 
         .downcast_ref::<RedisError>()
         .is_some_and(|e| e.kind() == ErrorKind::Server(ServerErrorKind::NoScript))
 }
-
-/// A write script's answer: 1 when it wrote, 0 when the session was not there to write.
-pub(crate) fn write_outcome(reply: Result<i64, StoreError>) -> Result<WriteOutcome, StoreError> {
-    Ok(if reply? == 1 {
-        WriteOutcome::Applied
-    } else {
-        WriteOutcome::NotFound
-    })
-}

@@ -26,7 +26,7 @@ use sessio::store::{
 use sessio::{Expiry, SessionId};
 
 use crate::conn::Via;
-use crate::context::{write_outcome, Redis};
+use crate::context::Redis;
 use crate::error::MigrateError;
 use crate::layout::{layout_key, Backend};
 use crate::scripts::{self, Caller};
@@ -354,6 +354,15 @@ async fn write(
     redis
         .write_through_cache(&key, write, changes, meta, || as_stored(meta))
         .await
+}
+
+/// A write script's answer: 1 when it wrote, 0 when the session was not there to write.
+fn write_outcome(reply: Result<i64, StoreError>) -> Result<WriteOutcome, StoreError> {
+    Ok(if reply? == 1 {
+        WriteOutcome::Applied
+    } else {
+        WriteOutcome::NotFound
+    })
 }
 
 /// The write of a live session as one `MULTI` transaction: no script, so none of a

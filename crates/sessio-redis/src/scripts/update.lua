@@ -4,8 +4,9 @@
 -- to remove (n); ARGV[6..5+n] those fields; ARGV[6+n..] field/value pairs to set.
 --
 -- Returns 0, writing nothing, unless the session exists and has not expired at now.
--- Used for `update` and (with no data fields) `touch`. `i`/`a` are removed only when
--- the session has no expiry of its own and the hash still holds one of them.
+-- Used for an update that clears every key (it lists them with HKEYS); other updates and
+-- touches are a MULTI transaction. `i`/`a` are removed only when the session has no
+-- expiry of its own and the hash still holds one of them.
 local key = KEYS[1]
 local stored = redis.call('HMGET', key, 'e', 'i', 'a')
 local e = tonumber(stored[1])
