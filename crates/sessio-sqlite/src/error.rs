@@ -1,5 +1,6 @@
-//! Errors of connecting, and how sqlx errors map to [`StoreError`].
+//! Errors of connecting, and how SQLite errors map to [`StoreError`].
 
+use rusqlite::ErrorCode;
 use sessio::store::StoreError;
 
 /// Why [`SqliteStore::connect`](crate::SqliteStore::connect) failed.
@@ -9,12 +10,12 @@ pub enum ConnectError {
     /// The URL does not start with `sqlite:`.
     #[error("not a SQLite URL: expected sqlite://PATH or sqlite::memory:")]
     NotSqlite,
-    /// The URL starts with `sqlite:` but sqlx cannot parse the rest.
-    #[error("invalid SQLite URL")]
-    InvalidUrl(#[source] sqlx::Error),
+    /// The URL starts with `sqlite:` but the rest is not understood.
+    #[error("invalid SQLite URL: {0}")]
+    InvalidUrl(&'static str),
     /// The database could not be opened (or created).
     #[error("could not open the SQLite database")]
-    Connect(#[source] sqlx::Error),
+    Open(#[source] rusqlite::Error),
 }
 
 /// Why a stored row could not be turned into a record. Never quotes the stored data.
@@ -30,37 +31,37 @@ pub(crate) enum DecodeError {
     HalfExpiry,
 }
 
-/// SQLite's primary result codes that mean "cannot get at the database right now".
-const SQLITE_BUSY: i64 = 5;
-const SQLITE_LOCKED: i64 = 6;
-const SQLITE_IOERR: i64 = 10;
-const SQLITE_CANTOPEN: i64 = 14;
+/// Whether SQLite said "cannot get at the database right now", rather than "this failed".
+pub(crate) fn is_unavailable(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+                | ErrorCode::DiskFull
+        )
+    )
+}
 
-/// Sorts a sqlx error into the store error kinds the session layer acts on.
-pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
-    use sqlx::Error as E;
-    match &error {
-        E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Io(_) | E::Tls(_) => {
-            StoreError::Unavailable(error.into())
-        }
-        E::Database(db) => {
-            // SQLite reports extended result codes; the low byte is the primary code.
-            let primary = db
-                .code()
-                .and_then(|code| code.parse::<i64>().ok())
-                .map(|code| code & 0xff);
-            match primary {
-                Some(SQLITE_BUSY | SQLITE_LOCKED | SQLITE_IOERR | SQLITE_CANTOPEN) => {
-                    StoreError::Unavailable(error.into())
-                }
-                _ => StoreError::Backend(error.into()),
-            }
-        }
-        E::Decode(_)
-        | E::ColumnDecode { .. }
-        | E::ColumnNotFound(_)
-        | E::ColumnIndexOutOfBounds { .. }
-        | E::TypeNotFound { .. } => StoreError::Decode(error.into()),
-        _ => StoreError::Backend(error.into()),
+/// Whether SQLite refused because another connection holds a lock: worth trying again.
+pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Sorts a SQLite error into the store error kinds the session layer acts on.
+pub(crate) fn store_error(error: rusqlite::Error) -> StoreError {
+    use rusqlite::Error as E;
+    match error {
+        E::FromSqlConversionFailure(..)
+        | E::IntegralValueOutOfRange(..)
+        | E::InvalidColumnType(..)
+        | E::Utf8Error(_) => StoreError::Decode(error.into()),
+        error if is_unavailable(&error) => StoreError::Unavailable(error.into()),
+        error => StoreError::Backend(error.into()),
     }
 }

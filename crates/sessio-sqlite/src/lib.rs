@@ -62,30 +62,39 @@
 //!
 //! [`SessionStore::update`] must apply only the keys a request changed, so that two
 //! requests (in any processes) writing different keys both keep their writes. This store
-//! does it in a write transaction started with `BEGIN IMMEDIATE`: it reads the stored
-//! JSON, applies the [`Changes`] in Rust and writes the result
-//! back. `BEGIN IMMEDIATE` takes SQLite's write lock before the read, so no other writer
-//! can slip in between, and waiting for the lock goes through SQLite's busy timeout
-//! (a plain `BEGIN` that upgrades from read to write fails at once with `SQLITE_BUSY`
-//! instead when another process wrote meanwhile).
+//! reads the stored JSON, applies the [`Changes`] in Rust and writes the result back, inside
+//! a write transaction begun with `BEGIN IMMEDIATE`, which takes SQLite's write lock
+//! before the read: no other writer, in this process or another, can slip in between.
 //!
 //! The alternative, one `UPDATE` built from SQLite's JSON functions, was rejected because
 //! it is not correct for every key: `json_patch` merges nested objects instead of
 //! replacing a value, and `json_set`/`json_remove` address keys through JSON paths, in
-//! which a key containing `"` cannot be written at all. SQLite runs one writer at a time
-//! anyway, so the transaction costs no concurrency. An update that clears every key needs
-//! no read, and is a single `UPDATE`.
+//! which a key containing `"` cannot be written at all. An update that clears every key
+//! needs no read, and is a single `UPDATE`.
 //!
-//! # One writer at a time
+//! # One connection, writes in batches
 //!
-//! SQLite runs one write at a time per database. Left to race for its lock, a pool's
-//! connections would each wait in SQLite's busy handler, which sleeps and retries (up to
-//! 100 ms a sleep), so that under load most of a write's time is spent asleep and requests
-//! run past their time limit. Instead the store's writes take their turn in the process
-//! first, in arrival order (a fair asynchronous lock), and reach SQLite one after the other;
-//! reads go to the pool's other connections, which WAL journaling lets run beside the
-//! writer. Writers in other processes still meet at SQLite's lock, through the busy timeout.
+//! SQLite runs one write transaction at a time per database, and committing one costs
+//! more than the statements in it. So the store has one connection. Reads run on it
+//! directly, on the caller's thread: each is one lookup by primary key, done in
+//! microseconds. Writes are queued, and a task of the store's takes every write waiting
+//! when its turn comes, runs them in one transaction and commits once; each caller hears
+//! back after that commit. The busier the store, the more writes share a commit, and no
+//! write ever waits in SQLite's busy handler behind another of this process.
 //!
+//! Nothing the store does on the runtime's threads waits for a lock or the disk: when
+//! another process holds the write lock, the store sleeps asynchronously and tries again
+//! (up to [`BUSY_TIMEOUT`](SqliteStore::BUSY_TIMEOUT)); WAL checkpoints, the one step that
+//! syncs the disk, run on a blocking thread.
+//!
+//! Why [rusqlite] rather than sqlx: sqlx runs each SQLite connection on a thread of its own
+//! and hands every statement there and back, which costs several times what the statement
+//! does; rusqlite runs the statement where it is called, with prepared statements cached.
+//! rusqlite 0.32 links the same SQLite (`libsqlite3-sys` 0.30) as sqlx 0.8, so an
+//! application can use sqlx for its own tables beside this store.
+//!
+//! [rusqlite]: https://docs.rs/rusqlite
+
 //! # Time
 //!
 //! Which sessions have expired is decided by the caller's time: the `now` that `load` and
@@ -105,10 +114,13 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod checkpoint;
+mod connection;
 mod error;
 mod migrate;
 mod store;
 mod table;
+mod writer;
 
 pub use error::ConnectError;
 pub use migrate::MigrateError;

@@ -1,9 +1,9 @@
 //! Versioned schema migrations, run by the application on request.
 
-use sessio::store::unix_millis;
 use std::time::SystemTime;
 
-use sqlx::{Executor as _, SqlitePool};
+use rusqlite::{Connection, TransactionBehavior};
+use sessio::store::unix_millis;
 
 use crate::table::TableName;
 
@@ -18,7 +18,7 @@ pub enum MigrateError {
         table: String,
         /// What SQLite said.
         #[source]
-        source: sqlx::Error,
+        source: rusqlite::Error,
     },
     /// A migration failed; it was rolled back, and later ones were not tried.
     #[error("migration {version} ({description}) failed and was rolled back")]
@@ -29,7 +29,7 @@ pub enum MigrateError {
         description: &'static str,
         /// What SQLite said.
         #[source]
-        source: sqlx::Error,
+        source: rusqlite::Error,
     },
 }
 
@@ -67,8 +67,8 @@ fn create_table(table: &TableName) -> String {
 /// Applies every one of `migrations` that `table` lacks, each in its own write transaction
 /// (`BEGIN IMMEDIATE`) with the row that records it, so that processes migrating at once
 /// apply each exactly once: the others wait for the lock, see the record and skip it.
-pub(crate) async fn migrate(
-    pool: &SqlitePool,
+pub(crate) fn migrate(
+    connection: &mut Connection,
     table: &TableName,
     migrations: &'static [Migration],
 ) -> Result<(), MigrateError> {
@@ -77,15 +77,14 @@ pub(crate) async fn migrate(
         table: migrations_table.clone(),
         source,
     };
-    sqlx::query(&format!(
-        r#"CREATE TABLE IF NOT EXISTS "{migrations_table}" (
-             version INTEGER PRIMARY KEY NOT NULL,
-             applied_at INTEGER NOT NULL
-           )"#
-    ))
-    .execute(pool)
-    .await
-    .map_err(bookkeeping)?;
+    connection
+        .execute_batch(&format!(
+            r#"CREATE TABLE IF NOT EXISTS "{migrations_table}" (
+                 version INTEGER PRIMARY KEY NOT NULL,
+                 applied_at INTEGER NOT NULL
+               )"#
+        ))
+        .map_err(bookkeeping)?;
     let applied_sql = format!(r#"SELECT COUNT(*) FROM "{migrations_table}" WHERE version = ?1"#);
     let record_sql =
         format!(r#"INSERT INTO "{migrations_table}" (version, applied_at) VALUES (?1, ?2)"#);
@@ -96,30 +95,22 @@ pub(crate) async fn migrate(
             description: migration.description,
             source,
         };
-        let mut tx = pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(bookkeeping)?;
-        let applied: i64 = sqlx::query_scalar(&applied_sql)
-            .bind(migration.version)
-            .fetch_one(&mut *tx)
-            .await
+        let applied: i64 = tx
+            .query_row(&applied_sql, [migration.version], |row| row.get(0))
             .map_err(bookkeeping)?;
         if applied > 0 {
-            tx.rollback().await.map_err(bookkeeping)?;
-            continue;
+            continue; // dropping the transaction rolls it back
         }
-        (&mut *tx)
-            .execute((migration.sql)(table).as_str())
-            .await
-            .map_err(apply)?;
-        sqlx::query(&record_sql)
-            .bind(migration.version)
-            .bind(unix_millis(SystemTime::now()))
-            .execute(&mut *tx)
-            .await
-            .map_err(apply)?;
-        tx.commit().await.map_err(apply)?;
+        tx.execute_batch(&(migration.sql)(table)).map_err(apply)?;
+        tx.execute(
+            &record_sql,
+            (migration.version, unix_millis(SystemTime::now())),
+        )
+        .map_err(apply)?;
+        tx.commit().map_err(apply)?;
         tracing::info!(
             table = table.as_str(),
             version = migration.version,

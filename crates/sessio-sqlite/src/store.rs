@@ -1,35 +1,33 @@
 //! [`SqliteStore`]: the [`SessionStore`] on a SQLite database.
 
 use std::fmt;
-use std::future::Future;
-use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row};
 use serde_json::Value;
 use sessio::store::{
     from_unix_millis, storage_key, unix_millis, with_timeout, Changes, CreateOutcome, Data, Meta,
     Record, SessionStore, StoreError, WriteOutcome,
 };
 use sessio::{Expiry, SessionId};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::Row;
-use tokio::sync::Mutex;
 
-use crate::error::{store_error, ConnectError, DecodeError};
+use crate::connection::{lock, Target, BUSY_TIMEOUT};
+use crate::error::{is_busy, store_error, ConnectError, DecodeError};
 use crate::migrate::{self, MigrateError, MIGRATIONS};
 use crate::table::{self, InvalidTableName, Sql, TableName};
+use crate::writer::Writer;
 
 /// Rows removed per statement by [`SessionStore::delete_expired`].
 const DELETE_BATCH: i64 = 1000;
 
+/// How long a read waits before trying a busy database again.
+const READ_RETRY: Duration = Duration::from_millis(1);
+
 /// Sessions in a SQLite database, shared by every process that opens the same file.
 ///
-/// Cloning is cheap: clones share the connection pool.
+/// Cloning is cheap: clones share the connection and the writer.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -47,11 +45,12 @@ const DELETE_BATCH: i64 = 1000;
 /// ```
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    writer: Writer,
+    /// Reads run on it directly; writes, through the writer, in batches.
+    connection: Arc<Mutex<Connection>>,
+    target: Arc<Target>,
     sql: Arc<Sql>,
     timeout: Duration,
-    /// Taken by every write, so that this process's writes reach SQLite one at a time.
-    writer: Arc<Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -61,19 +60,23 @@ impl SqliteStore {
     /// The limit on each operation unless [`with_timeout`](Self::with_timeout) says otherwise.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
-    /// How long a connection waits for another process's write lock before giving up.
-    pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+    /// How long the store waits for another process's lock before giving up.
+    pub const BUSY_TIMEOUT: Duration = BUSY_TIMEOUT;
 
-    /// Opens a pool onto the database at `url`, creating the file if it is missing.
+    /// Opens the database at `url`, creating the file if it is missing.
     ///
-    /// `url` is a sqlx SQLite URL: `sqlite://PATH` (relative to the working directory, or
-    /// `sqlite:///absolute/path`), optionally with `?mode=ro|rw|rwc` (the default here is
-    /// `rwc`: create if missing). `sqlite::memory:` gives a database that lives as long as
-    /// the pool, shared by its connections but by no other process: for tests only.
+    /// `url` is `sqlite://PATH` (relative to the working directory, or
+    /// `sqlite:///absolute/path`), optionally with `?mode=ro|rw|rwc` (the default is `rwc`:
+    /// create if missing). `sqlite::memory:` gives a database of this store (and its
+    /// clones) alone, gone when the last clone is dropped: for tests.
     ///
-    /// Every connection uses WAL journaling (readers do not block the writer),
+    /// The database uses WAL journaling (other processes read while this one writes) and
     /// `synchronous = NORMAL` (durable across application crashes, the usual setting with
-    /// WAL) and a [`BUSY_TIMEOUT`](Self::BUSY_TIMEOUT) wait for locks.
+    /// WAL). The store waits up to [`BUSY_TIMEOUT`](Self::BUSY_TIMEOUT) for another
+    /// process's write lock, asynchronously.
+    ///
+    /// The store's writes run in a task spawned here, on the current Tokio runtime: use
+    /// the store on the runtime that connected it.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -85,57 +88,22 @@ impl SqliteStore {
     /// # }
     /// ```
     pub async fn connect(url: &str) -> Result<Self, ConnectError> {
-        // sqlx reads anything without the scheme as a file name.
-        if !url.starts_with("sqlite:") {
-            return Err(ConnectError::NotSqlite);
-        }
-        let mut options = SqliteConnectOptions::from_str(url).map_err(ConnectError::InvalidUrl)?;
-        let query = url.split_once('?').map_or("", |(_, query)| query);
-        if !query.split('&').any(|pair| pair.starts_with("mode=")) {
-            options = options.create_if_missing(true);
-        }
-        let options = options
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Self::BUSY_TIMEOUT);
-        let mut pool = SqlitePoolOptions::new();
-        if is_in_memory(url) {
-            // The database lives only while a connection to it is open: keep one open.
-            pool = pool
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None);
-        }
-        let pool = pool
-            .connect_with(options)
+        let target = Target::parse(url)?;
+        // Opening may wait for another process's lock: not on the runtime's threads.
+        let target = Arc::new(target);
+        let opening = Arc::clone(&target);
+        let connection = tokio::task::spawn_blocking(move || opening.open())
             .await
-            .map_err(ConnectError::Connect)?;
-        Ok(Self::from_pool(pool))
-    }
-
-    /// A store using an existing pool, with default settings.
-    ///
-    /// The pool's connections should have a busy timeout (sqlx's default is 5 s) and, for
-    /// several processes, WAL journaling, as [`connect`](Self::connect) sets up.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use sessio_sqlite::SqliteStore;
-    ///
-    /// let pool = sqlx::SqlitePool::connect("sqlite::memory:").await?;
-    /// let store = SqliteStore::from_pool(pool);
-    /// assert_eq!(store.table_name(), "sessio_sessions");
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn from_pool(pool: SqlitePool) -> Self {
-        Self {
-            pool,
+            .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
+            .map_err(ConnectError::Open)?;
+        let connection = Arc::new(Mutex::new(connection));
+        Ok(Self {
+            writer: Writer::spawn(Arc::clone(&connection), Arc::clone(&target)),
+            connection,
+            target,
             sql: Arc::new(Sql::new(TableName::default())),
             timeout: Self::DEFAULT_TIMEOUT,
-            writer: Arc::new(Mutex::new(())),
-        }
+        })
     }
 
     /// Keeps sessions in the table `name` (and its migrations in `{name}_migrations`).
@@ -201,12 +169,19 @@ impl SqliteStore {
     /// # }
     /// ```
     pub async fn migrate(&self) -> Result<(), MigrateError> {
-        migrate::migrate(&self.pool, &self.sql.table, MIGRATIONS).await
-    }
-
-    /// The connection pool, for health checks or to close it.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        let (target, table) = (Arc::clone(&self.target), self.sql.table.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut connection =
+                target
+                    .open_waiting()
+                    .map_err(|source| MigrateError::Bookkeeping {
+                        table: format!("{}_migrations", table.as_str()),
+                        source,
+                    })?;
+            migrate::migrate(&mut connection, &table, MIGRATIONS)
+        })
+        .await
+        .unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic()))
     }
 }
 
@@ -219,31 +194,12 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
-fn is_in_memory(url: &str) -> bool {
-    url.contains(":memory:") || url.contains("mode=memory")
-}
-
 /// Milliseconds of a duration, as a column holds them.
 fn duration_millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The meta columns, in the order every statement binds them.
-/// A statement taking the five meta columns, in schema order.
-trait BindMeta {
-    fn bind_meta(self, meta: &MetaColumns) -> Self;
-}
-
-impl<'q> BindMeta for sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    fn bind_meta(self, meta: &MetaColumns) -> Self {
-        self.bind(meta.created_at)
-            .bind(meta.last_active)
-            .bind(meta.expires_at)
-            .bind(meta.idle_timeout_ms)
-            .bind(meta.absolute_lifetime_ms)
-    }
-}
-
+/// The five meta columns, in schema order, as every statement binds them.
 struct MetaColumns {
     created_at: i64,
     last_active: i64,
@@ -277,8 +233,12 @@ fn decode_data(text: &str) -> Result<Data, StoreError> {
     }
 }
 
-fn decode_millis(row: &SqliteRow, column: &'static str) -> Result<Option<Duration>, StoreError> {
-    match row.try_get::<Option<i64>, _>(column).map_err(store_error)? {
+fn decode_millis(
+    row: &Row<'_>,
+    index: usize,
+    column: &'static str,
+) -> Result<Option<Duration>, StoreError> {
+    match row.get::<_, Option<i64>>(index).map_err(store_error)? {
         None => Ok(None),
         Some(millis) => u64::try_from(millis)
             .map(|millis| Some(Duration::from_millis(millis)))
@@ -286,138 +246,195 @@ fn decode_millis(row: &SqliteRow, column: &'static str) -> Result<Option<Duratio
     }
 }
 
-fn decode_record(row: &SqliteRow) -> Result<Record, StoreError> {
-    let time = |column: &str| -> Result<SystemTime, StoreError> {
-        Ok(from_unix_millis(row.try_get(column).map_err(store_error)?))
+/// A row of [`Sql::select`]: data, created_at, last_active, expires_at, idle, absolute.
+fn decode_record(row: &Row<'_>) -> Result<Record, StoreError> {
+    let time = |index| -> Result<SystemTime, StoreError> {
+        Ok(from_unix_millis(row.get(index).map_err(store_error)?))
     };
     let expiry = match (
-        decode_millis(row, "idle_timeout_ms")?,
-        decode_millis(row, "absolute_lifetime_ms")?,
+        decode_millis(row, 4, "idle_timeout_ms")?,
+        decode_millis(row, 5, "absolute_lifetime_ms")?,
     ) {
         (Some(idle), Some(absolute)) => Some(Expiry::new(idle, absolute)),
         (None, None) => None,
         _ => return Err(StoreError::Decode(DecodeError::HalfExpiry.into())),
     };
-    let data: String = row.try_get("data").map_err(store_error)?;
+    let data: String = row.get(0).map_err(store_error)?;
     Ok(Record {
         data: decode_data(&data)?,
         meta: Meta {
-            created_at: time("created_at")?,
-            last_active: time("last_active")?,
-            expires_at: time("expires_at")?,
+            created_at: time(1)?,
+            last_active: time(2)?,
+            expires_at: time(3)?,
             expiry,
         },
     })
 }
 
-fn write_outcome(rows_affected: u64) -> WriteOutcome {
-    if rows_affected == 0 {
+fn write_outcome(rows_changed: usize) -> WriteOutcome {
+    if rows_changed == 0 {
         WriteOutcome::NotFound
     } else {
         WriteOutcome::Applied
     }
 }
 
-impl SqliteStore {
+/// The statements of each write, run on the writer's connection inside its transaction.
+mod writes {
+    use super::*;
+
+    pub(super) fn insert(
+        db: &Connection,
+        sql: &Sql,
+        key: &[u8; 32],
+        data: &str,
+        meta: &MetaColumns,
+        now: i64,
+    ) -> Result<CreateOutcome, StoreError> {
+        let m = meta;
+        let inserted = db
+            .prepare_cached(&sql.insert)
+            .and_then(|mut insert| {
+                insert.execute((
+                    &key[..],
+                    data,
+                    m.created_at,
+                    m.last_active,
+                    m.expires_at,
+                    m.idle_timeout_ms,
+                    m.absolute_lifetime_ms,
+                    now,
+                ))
+            })
+            .map_err(store_error)?;
+        Ok(if inserted == 0 {
+            CreateOutcome::IdTaken
+        } else {
+            CreateOutcome::Created
+        })
+    }
+
+    /// Replaces data and meta of a live session.
+    pub(super) fn replace(
+        db: &Connection,
+        sql: &Sql,
+        key: &[u8; 32],
+        data: &str,
+        meta: &MetaColumns,
+        now: i64,
+    ) -> Result<WriteOutcome, StoreError> {
+        let m = meta;
+        db.prepare_cached(&sql.replace)
+            .and_then(|mut replace| {
+                replace.execute((
+                    data,
+                    m.created_at,
+                    m.last_active,
+                    m.expires_at,
+                    m.idle_timeout_ms,
+                    m.absolute_lifetime_ms,
+                    &key[..],
+                    now,
+                ))
+            })
+            .map(write_outcome)
+            .map_err(store_error)
+    }
+
     /// Replaces the meta of a live session.
-    async fn touch_now(
-        &self,
+    pub(super) fn touch(
+        db: &Connection,
+        sql: &Sql,
         key: &[u8; 32],
-        meta: &Meta,
+        meta: &MetaColumns,
         now: i64,
     ) -> Result<WriteOutcome, StoreError> {
-        let meta = MetaColumns::from(meta);
-        let done = sqlx::query(&self.sql.touch)
-            .bind_meta(&meta)
-            .bind(&key[..])
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(write_outcome(done.rows_affected()))
+        let m = meta;
+        db.prepare_cached(&sql.touch)
+            .and_then(|mut touch| {
+                touch.execute((
+                    m.created_at,
+                    m.last_active,
+                    m.expires_at,
+                    m.idle_timeout_ms,
+                    m.absolute_lifetime_ms,
+                    &key[..],
+                    now,
+                ))
+            })
+            .map(write_outcome)
+            .map_err(store_error)
     }
 
-    /// Replaces data and meta of a live session in one statement.
-    async fn replace(
-        &self,
-        key: &[u8; 32],
-        data: &Data,
-        meta: &Meta,
-        now: i64,
-    ) -> Result<WriteOutcome, StoreError> {
-        let data = encode_data(data)?;
-        let meta = MetaColumns::from(meta);
-        let done = sqlx::query(&self.sql.replace)
-            .bind(data)
-            .bind_meta(&meta)
-            .bind(&key[..])
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(write_outcome(done.rows_affected()))
-    }
-
-    /// Reads, changes and writes back a live session's data inside one write transaction.
-    async fn read_modify_write(
-        &self,
+    /// Reads a live session's data, applies `changes` and writes it back: atomic, since
+    /// the writer's transaction holds SQLite's write lock throughout.
+    pub(super) fn read_modify_write(
+        db: &Connection,
+        sql: &Sql,
         key: &[u8; 32],
         changes: &Changes,
-        meta: &Meta,
+        meta: &MetaColumns,
         now: i64,
     ) -> Result<WriteOutcome, StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(store_error)?;
-        let stored: Option<String> = sqlx::query_scalar(&self.sql.select_data)
-            .bind(&key[..])
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await
+        let stored: Option<String> = db
+            .prepare_cached(&sql.select_data)
+            .and_then(|mut select| {
+                select
+                    .query_row((&key[..], now), |row| row.get(0))
+                    .optional()
+            })
             .map_err(store_error)?;
         let Some(stored) = stored else {
-            tx.rollback().await.map_err(store_error)?;
             return Ok(WriteOutcome::NotFound);
         };
         let mut data = decode_data(&stored)?;
         changes.apply(&mut data);
-        let data = encode_data(&data)?;
-        let meta = MetaColumns::from(meta);
-        sqlx::query(&self.sql.replace)
-            .bind(data)
-            .bind_meta(&meta)
-            .bind(&key[..])
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        tx.commit().await.map_err(store_error)?;
-        Ok(WriteOutcome::Applied)
+        replace(db, sql, key, &encode_data(&data)?, meta, now)
+    }
+
+    pub(super) fn execute(
+        db: &Connection,
+        statement: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<usize, StoreError> {
+        db.prepare_cached(statement)
+            .and_then(|mut statement| statement.execute(params))
+            .map_err(store_error)
     }
 }
 
 impl SqliteStore {
-    /// Runs `write` on a task of its own, in this process's turn (see the crate
-    /// documentation), within the time limit. The task runs to the end whatever becomes of
-    /// the caller: a write dropped halfway, by a request whose client went away, would leave
-    /// its transaction open, and the database locked for every other writer, until its
-    /// connection happened to be used again.
-    async fn write<T, F, Fut>(&self, write: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(SqliteStore) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
-    {
-        let store = self.clone();
-        let task = tokio::spawn(async move {
-            let _turn = Arc::clone(&store.writer).lock_owned().await;
-            write(store).await
-        });
+    /// Runs `write` on the writer's connection, in its next transaction, within the time
+    /// limit. A caller that stops waiting leaves nothing half done: the writer finishes
+    /// the write and commits it with the others of its transaction.
+    async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Connection, &Sql) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let sql = Arc::clone(&self.sql);
+        with_timeout(
+            self.timeout,
+            self.writer.write(move |connection| write(connection, &sql)),
+        )
+        .await
+    }
+
+    /// Runs `read` on the store's connection, on the caller's thread: reads are single-row
+    /// lookups by primary key, done in microseconds, and a hop to another thread would
+    /// cost more. A busy database (rare in WAL mode) is tried again after a pause, within
+    /// the time limit.
+    async fn read<T>(
+        &self,
+        read: impl Fn(&Connection, &Sql) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         with_timeout(self.timeout, async {
-            task.await
-                .map_err(|error| StoreError::Backend(Box::new(error)))?
+            loop {
+                let done = read(&lock(&self.connection), &self.sql);
+                match done {
+                    Err(error) if is_busy(&error) => tokio::time::sleep(READ_RETRY).await,
+                    done => return done.map_err(store_error),
+                }
+            }
         })
         .await
     }
@@ -430,36 +447,20 @@ impl SessionStore for SqliteStore {
         let now = unix_millis(record.meta.last_active);
         let data = encode_data(&record.data)?;
         let meta = MetaColumns::from(&record.meta);
-        self.write(move |store| async move {
-            let done = sqlx::query(&store.sql.insert)
-                .bind(&key[..])
-                .bind(data)
-                .bind_meta(&meta)
-                .bind(now)
-                .execute(&store.pool)
-                .await
-                .map_err(store_error)?;
-            Ok(if done.rows_affected() == 0 {
-                CreateOutcome::IdTaken
-            } else {
-                CreateOutcome::Created
-            })
-        })
-        .await
+        self.write(move |db, sql| writes::insert(db, sql, &key, &data, &meta, now))
+            .await
     }
 
     async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
         let key = storage_key(id);
-        with_timeout(self.timeout, async {
-            let row = sqlx::query(&self.sql.select)
-                .bind(&key[..])
-                .bind(unix_millis(now))
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(store_error)?;
-            row.as_ref().map(decode_record).transpose()
+        let now = unix_millis(now);
+        self.read(|db, sql| {
+            db.prepare_cached(&sql.select)?
+                .query_row((&key[..], now), |row| Ok(decode_record(row)))
+                .optional()
         })
-        .await
+        .await?
+        .transpose()
     }
 
     async fn update(
@@ -470,41 +471,38 @@ impl SessionStore for SqliteStore {
     ) -> Result<WriteOutcome, StoreError> {
         let key = storage_key(id);
         let now = unix_millis(meta.last_active);
-        let (changes, meta) = (changes.clone(), *meta);
-        self.write(move |store| async move {
-            if changes.is_empty() {
-                store.touch_now(&key, &meta, now).await
-            } else if changes.clears_all() {
-                // The new data does not depend on the stored data: no read needed.
-                let mut data = Data::new();
-                changes.apply(&mut data);
-                store.replace(&key, &data, &meta, now).await
-            } else {
-                store.read_modify_write(&key, &changes, &meta, now).await
-            }
-        })
-        .await
+        let meta = MetaColumns::from(meta);
+        if changes.is_empty() {
+            return self
+                .write(move |db, sql| writes::touch(db, sql, &key, &meta, now))
+                .await;
+        }
+        if changes.clears_all() {
+            // The new data does not depend on the stored data: no read needed.
+            let mut data = Data::new();
+            changes.apply(&mut data);
+            let data = encode_data(&data)?;
+            return self
+                .write(move |db, sql| writes::replace(db, sql, &key, &data, &meta, now))
+                .await;
+        }
+        let changes = changes.clone();
+        self.write(move |db, sql| writes::read_modify_write(db, sql, &key, &changes, &meta, now))
+            .await
     }
 
     async fn touch(&self, id: &SessionId, meta: &Meta) -> Result<WriteOutcome, StoreError> {
         let key = storage_key(id);
         let now = unix_millis(meta.last_active);
-        let meta = *meta;
-        self.write(move |store| async move { store.touch_now(&key, &meta, now).await })
+        let meta = MetaColumns::from(meta);
+        self.write(move |db, sql| writes::touch(db, sql, &key, &meta, now))
             .await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<(), StoreError> {
         let key = storage_key(id);
-        self.write(move |store| async move {
-            sqlx::query(&store.sql.delete)
-                .bind(&key[..])
-                .execute(&store.pool)
-                .await
-                .map_err(store_error)?;
-            Ok(())
-        })
-        .await
+        self.write(move |db, sql| writes::execute(db, &sql.delete, [&key[..]]).map(drop))
+            .await
     }
 
     async fn delete_expired(&self, now: SystemTime) -> Result<u64, StoreError> {
@@ -512,32 +510,23 @@ impl SessionStore for SqliteStore {
         let mut removed = 0;
         loop {
             let batch = self
-                .write(move |store| async move {
-                    let done = sqlx::query(&store.sql.delete_expired)
-                        .bind(now)
-                        .bind(DELETE_BATCH)
-                        .execute(&store.pool)
-                        .await
-                        .map_err(store_error)?;
-                    Ok(done.rows_affected())
-                })
+                .write(move |db, sql| writes::execute(db, &sql.delete_expired, (now, DELETE_BATCH)))
                 .await?;
-            removed += batch;
-            if batch < DELETE_BATCH as u64 {
+            removed += batch as u64;
+            if batch < DELETE_BATCH as usize {
                 return Ok(removed);
             }
         }
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
-        with_timeout(self.timeout, async {
-            let count: i64 = sqlx::query_scalar(&self.sql.count)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(store_error)?;
-            // COUNT(*) is never negative.
-            Ok(count.unsigned_abs())
-        })
-        .await
+        let count: i64 = self
+            .read(|db, sql| {
+                db.prepare_cached(&sql.count)?
+                    .query_row([], |row| row.get(0))
+            })
+            .await?;
+        // COUNT(*) is never negative.
+        Ok(count.unsigned_abs())
     }
 }

@@ -9,7 +9,6 @@ use common::{now, record, TempDb};
 use serde_json::{json, Value};
 use sessio::store::{storage_key, Changes, CreateOutcome, Meta, StoreError, WriteOutcome};
 use sessio::{Clock, Expiry, ManualClock, SessionId, SessionStore};
-use sqlx::Connection;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -32,7 +31,7 @@ async fn data_survives_reopening_the_file() {
             store.update(&id, &changes, &stored.meta).await.unwrap(),
             WriteOutcome::Applied
         );
-        store.pool().close().await;
+        drop(store);
     }
     let reopened = db.store().await;
     let loaded = reopened.load(&id, t0).await.unwrap().expect("still there");
@@ -89,23 +88,24 @@ async fn the_id_column_holds_the_hash_and_the_raw_id_is_nowhere() {
         .await
         .unwrap();
 
-    let (stored_id, data, hex): (Vec<u8>, String, String) =
-        sqlx::query_as("SELECT id, data, hex(id) FROM sessio_sessions")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+    let raw_db = db.raw();
+    let (stored_id, data, hex): (Vec<u8>, String, String) = raw_db
+        .query_row("SELECT id, data, hex(id) FROM sessio_sessions", [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .unwrap();
     assert_eq!(stored_id, storage_key(&id));
     assert_eq!(stored_id.len(), 32);
     assert!(!data.contains(raw));
     assert!(!hex.to_lowercase().contains(&raw.to_lowercase()));
-    let mentions: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM sessio_sessions WHERE instr(CAST(id AS TEXT), ?1) > 0 \
-         OR instr(data, ?1) > 0 OR instr(CAST(created_at AS TEXT), ?1) > 0",
-    )
-    .bind(raw)
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    let mentions: i64 = raw_db
+        .query_row(
+            "SELECT COUNT(*) FROM sessio_sessions WHERE instr(CAST(id AS TEXT), ?1) > 0 \
+             OR instr(data, ?1) > 0 OR instr(CAST(created_at AS TEXT), ?1) > 0",
+            [raw],
+            |row| row.get(0),
+        )
+        .unwrap();
     assert_eq!(mentions, 0);
 
     // Nor in any byte of the files, read while the pool is open (closing the last
@@ -217,20 +217,18 @@ async fn delete_expired_works_through_many_batches() {
     let t0 = now();
     // More than two batches of 1000, written in one transaction to keep the test quick.
     let expired = 2_345_u64;
-    let mut tx = store.pool().begin().await.unwrap();
+    let mut raw_db = db.raw();
+    let tx = raw_db.transaction().unwrap();
     for i in 0..expired {
         let key = storage_key(&SessionId::from(format!("old{i}")));
-        sqlx::query(
+        tx.execute(
             "INSERT INTO sessio_sessions (id, data, created_at, last_active, expires_at) \
              VALUES (?1, '{}', ?2, ?2, ?2)",
+            (&key[..], sessio::store::unix_millis(t0)),
         )
-        .bind(&key[..])
-        .bind(sessio::store::unix_millis(t0))
-        .execute(&mut *tx)
-        .await
         .unwrap();
     }
-    tx.commit().await.unwrap();
+    tx.commit().unwrap();
     let live = SessionId::from("live");
     store
         .create(&live, &record(json!({}), t0, HOUR))
@@ -265,15 +263,18 @@ async fn rows_that_do_not_decode_are_decode_errors() {
     for (i, (what, data, idle, absolute)) in cases.iter().enumerate() {
         let id = SessionId::from(format!("bad{i}"));
         let key = storage_key(&id);
-        sqlx::query(&format!(
-            "INSERT INTO sessio_sessions VALUES (?1, {data}, ?2, ?2, ?3, {idle}, {absolute})"
-        ))
-        .bind(&key[..])
-        .bind(sessio::store::unix_millis(t0))
-        .bind(sessio::store::unix_millis(t0 + HOUR))
-        .execute(store.pool())
-        .await
-        .unwrap();
+        db.raw()
+            .execute(
+                &format!(
+                    "INSERT INTO sessio_sessions VALUES (?1, {data}, ?2, ?2, ?3, {idle}, {absolute})"
+                ),
+                (
+                    &key[..],
+                    sessio::store::unix_millis(t0),
+                    sessio::store::unix_millis(t0 + HOUR),
+                ),
+            )
+            .unwrap();
         let error = store.load(&id, t0).await.expect_err(what);
         assert!(matches!(error, StoreError::Decode(_)), "{what}: {error:?}");
         let chain = error_chain(&error);
@@ -315,8 +316,8 @@ async fn a_locked_database_times_out_instead_of_hanging() {
     store.create(&id, &stored).await.unwrap();
 
     // Another "process" holds the write lock until told to let go.
-    let mut other = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-    let lock = other.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let other = db.raw();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
 
     let mut changes = Changes::default();
     changes.set("k", json!(2));
@@ -330,8 +331,8 @@ async fn a_locked_database_times_out_instead_of_hanging() {
     // Readers are not blocked in WAL mode.
     assert!(store.load(&id, t0).await.unwrap().is_some());
 
-    lock.rollback().await.unwrap();
-    other.close().await.unwrap();
+    other.execute_batch("ROLLBACK").unwrap();
+    drop(other);
     let store = store.with_timeout(Duration::from_secs(10));
     assert_eq!(
         store.update(&id, &changes, &stored.meta).await.unwrap(),
@@ -365,9 +366,9 @@ async fn connect_creates_the_file_and_rejects_bad_urls() {
     assert!(!path.exists());
     let _store = db.store().await;
     assert!(path.exists());
-    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(_store.pool())
-        .await
+    let journal: String = db
+        .raw()
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
         .unwrap();
     assert_eq!(journal, "wal");
 
@@ -385,6 +386,36 @@ async fn connect_creates_the_file_and_rejects_bad_urls() {
     );
     assert!(matches!(
         sessio_sqlite::SqliteStore::connect(&missing).await,
-        Err(sessio_sqlite::ConnectError::Connect(_))
+        Err(sessio_sqlite::ConnectError::Open(_))
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_checkpoints_its_log_into_the_database_file() {
+    let db = TempDb::new();
+    let store = db.store().await;
+    let t0 = now();
+    // More writes than the store lets pass between checkpoints; SQLite's own is off.
+    for i in 0..1200 {
+        let data = json!({ "marker": format!("checkpointed-{i:04}") });
+        store
+            .create(&SessionId::from(format!("s{i}")), &record(data, t0, HOUR))
+            .await
+            .unwrap();
+    }
+    // The checkpoint runs in the background: wait for it, for a bounded time.
+    let file = db.dir.path().join("sessions.db");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let bytes = std::fs::read(&file).unwrap();
+        if bytes.windows(17).any(|w| w == b"checkpointed-0000") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first writes never reached the database file"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.count().await.unwrap(), 1200);
 }

@@ -1,4 +1,4 @@
-//! The SQLite store keeps the whole store contract, with every handle on its own pool.
+//! The SQLite store keeps the whole store contract, with every handle a store of its own.
 
 mod common;
 
@@ -6,12 +6,12 @@ use sessio::testing::check_store;
 use sessio_sqlite::SqliteStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_store_conforms_across_pools() {
+async fn sqlite_store_conforms_across_stores() {
     let db = common::TempDb::new();
     check_store(|| {
         let url = db.url.clone();
         async move {
-            // A new pool each call: the concurrency rule then runs across "processes".
+            // A new store each call: the concurrency rule then runs across "processes".
             let store = SqliteStore::connect(&url).await.expect("connect");
             store.migrate().await.expect("migrate");
             store
@@ -21,12 +21,12 @@ async fn sqlite_store_conforms_across_pools() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_memory_sqlite_store_conforms_within_its_pool() {
+async fn in_memory_sqlite_store_conforms_across_its_clones() {
     let base = SqliteStore::connect("sqlite::memory:")
         .await
         .expect("connect");
     check_store(|| {
-        // Handles on the one pool: an in-memory database is not shared with other pools.
+        // Clones of one store: an in-memory database belongs to one store.
         let store = base.clone();
         async move {
             store.migrate().await.expect("migrate");

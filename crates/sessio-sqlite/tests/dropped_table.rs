@@ -44,9 +44,8 @@ async fn operations_on_a_dropped_table_are_backend_errors() {
     // Warm the statement cache, so that stale prepared statements are exercised too.
     store.load(&id, t0).await.unwrap();
 
-    sqlx::query(&format!("DROP TABLE {TABLE}"))
-        .execute(store.pool())
-        .await
+    db.raw()
+        .execute_batch(&format!("DROP TABLE {TABLE}"))
         .unwrap();
 
     assert_backend_error_naming_the_table(store.load(&id, t0).await, "load");
@@ -96,9 +95,8 @@ async fn a_request_after_the_table_was_dropped_gets_503_and_no_cookie() {
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
     assert_eq!(store.count().await.unwrap(), 1);
 
-    sqlx::query(&format!("DROP TABLE {TABLE}"))
-        .execute(store.pool())
-        .await
+    db.raw()
+        .execute_batch(&format!("DROP TABLE {TABLE}"))
         .unwrap();
 
     // With the cookie: loading fails. Without it: storing the new session fails.

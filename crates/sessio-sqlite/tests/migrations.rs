@@ -5,15 +5,18 @@ mod common;
 use common::TempDb;
 use sessio::SessionStore;
 use sessio_sqlite::SqliteStore;
-use sqlx::Row;
 
-async fn recorded_versions(store: &SqliteStore, table: &str) -> Vec<(i64, i64)> {
-    sqlx::query_as(&format!(
-        r#"SELECT version, applied_at FROM "{table}_migrations" ORDER BY version"#
-    ))
-    .fetch_all(store.pool())
-    .await
-    .expect("read the migrations table")
+fn recorded_versions(db: &TempDb, table: &str) -> Vec<(i64, i64)> {
+    db.raw()
+        .prepare(&format!(
+            r#"SELECT version, applied_at FROM "{table}_migrations" ORDER BY version"#
+        ))
+        .and_then(|mut select| {
+            select
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect()
+        })
+        .expect("read the migrations table")
 }
 
 #[tokio::test]
@@ -21,9 +24,9 @@ async fn migrating_twice_changes_nothing() {
     let db = TempDb::new();
     let store = db.connect().await;
     store.migrate().await.expect("first migrate");
-    let first = recorded_versions(&store, "sessio_sessions").await;
+    let first = recorded_versions(&db, "sessio_sessions");
     store.migrate().await.expect("second migrate");
-    assert_eq!(recorded_versions(&store, "sessio_sessions").await, first);
+    assert_eq!(recorded_versions(&db, "sessio_sessions"), first);
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].0, 1);
     assert_eq!(SqliteStore::SCHEMA_VERSION, 1);
@@ -32,7 +35,7 @@ async fn migrating_twice_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_migrations_from_separate_pools_apply_once() {
+async fn concurrent_migrations_from_separate_stores_apply_once() {
     let db = TempDb::new();
     let stores = connect_many(&db, 4).await;
     let results = {
@@ -50,7 +53,7 @@ async fn concurrent_migrations_from_separate_pools_apply_once() {
     for result in results {
         result.expect("every concurrent migrate succeeds");
     }
-    let versions = recorded_versions(&stores[0], "sessio_sessions").await;
+    let versions = recorded_versions(&db, "sessio_sessions");
     assert_eq!(versions.iter().map(|v| v.0).collect::<Vec<_>>(), vec![1]);
 }
 
@@ -65,23 +68,20 @@ async fn connect_many(db: &TempDb, n: usize) -> Vec<SqliteStore> {
 #[tokio::test]
 async fn schema_has_real_columns_and_an_expiry_index() {
     let db = TempDb::new();
-    let store = db.store().await;
-    let columns: Vec<(String, String, bool, bool)> = sqlx::query(
-        r#"SELECT name, type, "notnull", pk FROM pragma_table_info('sessio_sessions') ORDER BY cid"#,
-    )
-    .fetch_all(store.pool())
-    .await
-    .expect("table info")
-    .iter()
-    .map(|row| {
-        (
-            row.get::<String, _>(0),
-            row.get::<String, _>(1),
-            row.get::<bool, _>(2),
-            row.get::<bool, _>(3),
+    let _migrated = db.store().await;
+    let raw = db.raw();
+    let columns: Vec<(String, String, bool, bool)> = raw
+        .prepare(
+            r#"SELECT name, type, "notnull", pk FROM pragma_table_info('sessio_sessions') ORDER BY cid"#,
         )
-    })
-    .collect();
+        .and_then(|mut select| {
+            select
+                .query_map([], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })?
+                .collect()
+        })
+        .expect("table info");
     let expected = [
         ("id", "BLOB", true, true),
         ("data", "TEXT", true, false),
@@ -97,32 +97,32 @@ async fn schema_has_real_columns_and_an_expiry_index() {
         .collect();
     assert_eq!(columns, expected);
 
-    let indexed: Vec<String> = sqlx::query_scalar(
-        "SELECT ii.name FROM pragma_index_list('sessio_sessions') AS il, \
-         pragma_index_info(il.name) AS ii WHERE il.origin = 'c'",
-    )
-    .fetch_all(store.pool())
-    .await
-    .expect("index list");
+    let indexed: Vec<String> = raw
+        .prepare(
+            "SELECT ii.name FROM pragma_index_list('sessio_sessions') AS il, \
+             pragma_index_info(il.name) AS ii WHERE il.origin = 'c'",
+        )
+        .and_then(|mut select| select.query_map([], |row| row.get(0))?.collect())
+        .expect("index list");
     assert_eq!(indexed, vec!["expires_at".to_owned()]);
 }
 
 #[tokio::test]
 async fn a_custom_table_name_gets_its_own_tables() {
     let db = TempDb::new();
-    let default = db.store().await;
+    let _default = db.store().await;
     let custom = db
         .connect()
         .await
         .with_table_name("sessions_v2")
         .expect("valid name");
     custom.migrate().await.expect("migrate");
-    assert_eq!(recorded_versions(&custom, "sessions_v2").await.len(), 1);
-    let tables: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
-            .fetch_all(default.pool())
-            .await
-            .expect("tables");
+    assert_eq!(recorded_versions(&db, "sessions_v2").len(), 1);
+    let tables: Vec<String> = db
+        .raw()
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+        .and_then(|mut select| select.query_map([], |row| row.get(0))?.collect())
+        .expect("tables");
     assert_eq!(
         tables,
         [
@@ -173,9 +173,8 @@ async fn a_migration_that_fails_is_reported_with_its_version() {
     let db = TempDb::new();
     let store = db.connect().await;
     // A table of that name that migrations did not create: v1's CREATE TABLE fails.
-    sqlx::query("CREATE TABLE sessio_sessions (x)")
-        .execute(store.pool())
-        .await
+    db.raw()
+        .execute_batch("CREATE TABLE sessio_sessions (x)")
         .expect("create a squatter");
     let error = store.migrate().await.expect_err("migration must fail");
     match &error {
@@ -188,7 +187,5 @@ async fn a_migration_that_fails_is_reported_with_its_version() {
         other => panic!("unexpected error {other:?}"),
     }
     // Rolled back: nothing recorded, no index left behind.
-    assert!(recorded_versions(&store, "sessio_sessions")
-        .await
-        .is_empty());
+    assert!(recorded_versions(&db, "sessio_sessions").is_empty());
 }

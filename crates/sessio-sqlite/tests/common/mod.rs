@@ -11,21 +11,32 @@ use tempfile::TempDir;
 pub struct TempDb {
     pub dir: TempDir,
     pub url: String,
+    pub path: std::path::PathBuf,
 }
 
 impl TempDb {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
-        Self { dir, url }
+        let path = dir.path().join("sessions.db");
+        let url = format!("sqlite://{}", path.display());
+        Self { dir, url, path }
     }
 
-    /// A new pool onto the file, not migrated.
+    /// A connection of its own onto the file, as another process or tool would open.
+    pub fn raw(&self) -> rusqlite::Connection {
+        let connection = rusqlite::Connection::open(&self.path).expect("open the file");
+        connection
+            .busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
+        connection
+    }
+
+    /// A new store on the file, not migrated.
     pub async fn connect(&self) -> SqliteStore {
         SqliteStore::connect(&self.url).await.expect("connect")
     }
 
-    /// A new pool onto the file, migrated.
+    /// A new store on the file, migrated.
     pub async fn store(&self) -> SqliteStore {
         let store = self.connect().await;
         store.migrate().await.expect("migrate");
