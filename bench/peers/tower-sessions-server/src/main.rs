@@ -1,18 +1,26 @@
 //! The page-views workload on tower-sessions.
 //!
 //! ```text
-//! tower-sessions-server --addr 127.0.0.1:3000 --store memory|redis://HOST:PORT/DB
+//! tower-sessions-server --addr 127.0.0.1:3000 --store memory|redis://HOST:PORT/DB|postgres://..|sqlite://PATH
 //! ```
 //!
-//! `SessionManagerLayer` defaults, except `with_secure(false)` (plain HTTP on loopback).
+//! `SessionManagerLayer` defaults, except `with_secure(false)` (plain HTTP on loopback). The
+//! SQL stores keep sessions in the table `bench_sessions` (in the schema `public`), as
+//! sessio-server does, so the harness counts and drops both the same way; sqlx pools with
+//! their defaults, the SQLite file in WAL mode as tower-sessions' examples open it.
 
 use std::net::SocketAddr;
+use std::str::FromStr;
 
 use axum::routing::get;
 use axum::Router;
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer, SessionStore};
 use tower_sessions_redis_store::fred::prelude::{ClientLike, Config, Pool};
 use tower_sessions_redis_store::RedisStore;
+use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+
+/// The sessions table, the one sessio-server uses.
+const TABLE: &str = "bench_sessions";
 
 const WELCOME: &str = "¡Bienvenido a esta página por primera vez!";
 
@@ -86,6 +94,21 @@ async fn main() -> Result<(), Error> {
         let _connection = pool.connect();
         pool.wait_for_connect().await?;
         app(RedisStore::new(pool))
+    } else if store.starts_with("postgres://") {
+        let pool = sqlx::PgPool::connect(&store).await?;
+        let store = PostgresStore::new(pool)
+            .with_schema_name("public")?
+            .with_table_name(TABLE)?;
+        store.migrate().await?;
+        app(store)
+    } else if store.starts_with("sqlite:") {
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(&store)?
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+        let pool = sqlx::SqlitePool::connect_with(options).await?;
+        let store = SqliteStore::new(pool).with_table_name(TABLE)?;
+        store.migrate().await?;
+        app(store)
     } else {
         return Err(format!("unknown store {store:?}").into());
     };
