@@ -74,8 +74,7 @@
 //! |---|---|
 //! | `c` | created_at, milliseconds since the Unix epoch |
 //! | `l` | last_active, milliseconds |
-//! | `e` | expires_at, milliseconds (also the key's expiry) |
-//! | `i`, `a` | the session's own idle timeout and absolute lifetime, milliseconds; absent when it has none |
+//! | `e` | expires_at, milliseconds (also the key's expiry); then `/{idle}/{absolute}`, milliseconds, for a session with an expiry of its own |
 //! | `d:{key}` | data key `key`, as JSON text |
 //!
 //! under the key `{prefix}{base64url(sha256(id)[..16])}` (22 characters after the prefix).

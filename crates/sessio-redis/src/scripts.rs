@@ -13,7 +13,8 @@ use std::sync::OnceLock;
 
 use redis::Script;
 
-const CHUNKED: &str = include_str!("scripts/chunked.lua");
+/// The functions every write script starts with.
+const WRITE_HELPERS: &str = include_str!("scripts/write_helpers.lua");
 
 const CREATE: &str = include_str!("scripts/create.lua");
 
@@ -50,15 +51,15 @@ pub(crate) enum Caller {
 
 pub(crate) fn create() -> &'static Script {
     static SCRIPT: OnceLock<Script> = OnceLock::new();
-    SCRIPT.get_or_init(|| writing(CHUNKED, CREATE, WROTE))
+    SCRIPT.get_or_init(|| writing(WRITE_HELPERS, CREATE, WROTE))
 }
 
 pub(crate) fn update(caller: Caller) -> &'static Script {
     static PLAIN: OnceLock<Script> = OnceLock::new();
     static TRACKING: OnceLock<Script> = OnceLock::new();
     match caller {
-        Caller::Plain => PLAIN.get_or_init(|| writing(CHUNKED, UPDATE, WROTE)),
-        Caller::Tracking => TRACKING.get_or_init(|| writing(CHUNKED, UPDATE, WROTE_TRACKED)),
+        Caller::Plain => PLAIN.get_or_init(|| writing(WRITE_HELPERS, UPDATE, WROTE)),
+        Caller::Tracking => TRACKING.get_or_init(|| writing(WRITE_HELPERS, UPDATE, WROTE_TRACKED)),
     }
 }
 

@@ -159,7 +159,13 @@ const NATIVE_DAMAGES: &[Damage] = &[
     Damage {
         what: "half an expiry",
         apply: |conn, key| {
-            let _: i64 = run(conn, redis::cmd("HSET").arg(key).arg("i").arg(1000));
+            let _: i64 = run(
+                conn,
+                redis::cmd("HSET")
+                    .arg(key)
+                    .arg("e")
+                    .arg("9999999999999/1000"),
+            );
         },
     },
     Damage {
@@ -169,10 +175,8 @@ const NATIVE_DAMAGES: &[Damage] = &[
                 conn,
                 redis::cmd("HSET")
                     .arg(key)
-                    .arg("i")
-                    .arg(-5)
-                    .arg("a")
-                    .arg(1000),
+                    .arg("e")
+                    .arg("9999999999999/-5/1000"),
             );
         },
     },

@@ -240,8 +240,12 @@ async fn the_session_expiry_is_kept_and_cleared_and_sets_the_ttl() {
     store.touch(&id, &meta).await.unwrap();
     let loaded = store.load(&id, SystemTime::now()).await.unwrap().unwrap();
     assert_eq!(loaded.meta, meta);
-    let fields: Vec<String> = conn.hkeys(&key).unwrap();
-    assert!(!fields.contains(&"i".to_owned()) && !fields.contains(&"a".to_owned()));
+    let e: String = conn.hget(&key, "e").unwrap();
+    assert_eq!(
+        e,
+        unix_millis(meta.expires_at).to_string(),
+        "no own expiry left in e"
+    );
     let expire_at: i64 = redis::cmd("PEXPIRETIME")
         .arg(&key)
         .query(&mut conn)

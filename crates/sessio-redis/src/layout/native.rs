@@ -8,9 +8,11 @@
 //! |------------|---------------------------------------------------|
 //! | `c`        | created_at, milliseconds since the Unix epoch     |
 //! | `l`        | last_active, milliseconds                         |
-//! | `e`        | expires_at, milliseconds (also the key's PEXPIREAT) |
-//! | `i`, `a`   | the session's own idle timeout and absolute lifetime, milliseconds; absent when it has none |
+//! | `e`        | expires_at, milliseconds (also the key's PEXPIREAT); for a session with an expiry of its own, followed by `/{idle}/{absolute}` in milliseconds |
 //! | `d:{key}`  | the JSON text of data key `key`                   |
+//!
+//! The own expiry shares `e` so that every write sets all the meta in one `HSET`: a field
+//! of its own would need an `HDEL` on every write of a session that has none.
 //!
 //! [`migrate`] records the layout version, `2`, under `{prefix}layout`.
 
@@ -56,8 +58,6 @@ pub(crate) const ENCODED_KEY_LEN: usize = 22;
 pub(crate) const CREATED: &str = "c";
 pub(crate) const LAST_ACTIVE: &str = "l";
 pub(crate) const EXPIRES: &str = "e";
-pub(crate) const IDLE: &str = "i";
-pub(crate) const ABSOLUTE: &str = "a";
 pub(crate) const DATA_PREFIX: &str = "d:";
 
 /// The Redis key of a session: the prefix, then the base64url of the first [`KEY_BYTES`]
@@ -83,9 +83,9 @@ fn duration_millis(duration: Duration) -> i64 {
 
 /// `EVALSHA` of a write `script` on `key`, with the arguments every write script starts
 /// with: `last_active` (the write's present, which the script judges the stored `e` by),
-/// `expires_at` and `created_at`, in milliseconds. The scripts write them to `l`, `e` and
-/// `c` themselves: field names passed as arguments would cost Redis a Lua string each per
-/// call.
+/// the value of `e` ([`ExpiresField`]) and `created_at`, in milliseconds. The scripts write
+/// them to `l`, `e` and `c` themselves: field names passed as arguments would cost Redis a
+/// Lua string each per call.
 ///
 /// Built as one command, not through `redis::ScriptInvocation`, which copies every argument
 /// once more into a command of its own (3,500 instructions per write, in `bench/run
@@ -103,10 +103,10 @@ fn write_script<'a>(
     // a value is guessed at 16 bytes of JSON (longer ones grow the buffer).
     const NUMBER: usize = 13;
     const VALUE: usize = 16;
-    // EVALSHA, the script's hash, the key count, the key and three timestamps; the own
-    // expiry's two pairs (when it has one); the update's flags and count.
-    let mut args = 7 + 4 + 2;
-    let mut bytes = "EVALSHA".len() + 40 + 1 + key.len() + 3 * NUMBER + 2 * (1 + NUMBER) + 2 * 2;
+    // EVALSHA, the script's hash, the key count, the key and three timestamps (`e` with
+    // room for an own expiry).
+    let mut args = 7;
+    let mut bytes = "EVALSHA".len() + 40 + 1 + key.len() + 5 * NUMBER + 2;
     // A field and a value per data key.
     for field in fields {
         args += 2;
@@ -118,7 +118,7 @@ fn write_script<'a>(
         .arg(1)
         .arg(key)
         .arg(unix_millis(meta.last_active))
-        .arg(unix_millis(meta.expires_at))
+        .arg(ExpiresField(meta))
         .arg(unix_millis(meta.created_at));
     cmd
 }
@@ -132,14 +132,22 @@ impl ToRedisArgs for DataField<'_> {
     }
 }
 
-/// The field/value pairs of the session's own expiry, if it has one.
-pub(crate) fn expiry_pairs(meta: &Meta) -> Option<[(&'static str, i64); 2]> {
-    meta.expiry.map(|expiry| {
-        [
-            (IDLE, duration_millis(expiry.idle_timeout())),
-            (ABSOLUTE, duration_millis(expiry.absolute_lifetime())),
-        ]
-    })
+/// The value of `e`: `expires_at` in milliseconds, then `/{idle}/{absolute}` (milliseconds)
+/// when the session has an expiry of its own. Scripts read the leading number.
+struct ExpiresField<'a>(&'a Meta);
+
+impl ToRedisArgs for ExpiresField<'_> {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let expires = unix_millis(self.0.expires_at);
+        match self.0.expiry {
+            None => out.write_arg_fmt(expires),
+            Some(expiry) => out.write_arg_fmt(format_args!(
+                "{expires}/{}/{}",
+                duration_millis(expiry.idle_timeout()),
+                duration_millis(expiry.absolute_lifetime())
+            )),
+        }
+    }
 }
 
 /// Why a stored session could not be decoded.
@@ -151,8 +159,8 @@ pub(crate) enum DecodeError {
     MissingField(&'static str),
     #[error("field {0:?} of the stored session is not a whole number of milliseconds")]
     BadNumber(&'static str),
-    #[error("the stored session has only one of the fields \"i\" and \"a\"")]
-    HalfExpiry,
+    #[error("field \"e\" of the stored session is neither a time nor a time and an expiry")]
+    BadExpiry,
     #[error("a data field name of the stored session is not UTF-8")]
     FieldNotUtf8,
     #[error("the value of data key {key:?} is not JSON")]
@@ -205,11 +213,25 @@ fn millis(name: &'static str, value: &[u8]) -> Result<i64, DecodeError> {
         .ok_or(DecodeError::BadNumber(name))
 }
 
-fn duration(name: &'static str, value: &[u8]) -> Result<Duration, DecodeError> {
-    let ms = millis(name, value)?;
-    u64::try_from(ms)
-        .map(Duration::from_millis)
-        .map_err(|_| DecodeError::BadNumber(name))
+/// The value of `e` ([`ExpiresField`]): `expires_at` and the session's own expiry.
+fn expires(value: &[u8]) -> Result<(SystemTime, Option<Expiry>), DecodeError> {
+    let duration = |part: &[u8]| {
+        millis(EXPIRES, part)
+            .ok()
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(Duration::from_millis)
+            .ok_or(DecodeError::BadExpiry)
+    };
+    let mut parts = value.split(|&byte| byte == b'/');
+    let at = parts.next().ok_or(DecodeError::BadExpiry)?;
+    let at = from_unix_millis(millis(EXPIRES, at)?);
+    match (parts.next(), parts.next(), parts.next()) {
+        (None, _, _) => Ok((at, None)),
+        (Some(idle), Some(absolute), None) => {
+            Ok((at, Some(Expiry::new(duration(idle)?, duration(absolute)?))))
+        }
+        _ => Err(DecodeError::BadExpiry),
+    }
 }
 
 /// Decodes an HGETALL reply; `None` when the key does not exist or expired at `now`.
@@ -218,16 +240,13 @@ pub(crate) fn decode(reply: Value, now: SystemTime) -> Result<Option<Record>, De
     if pairs.is_empty() {
         return Ok(None);
     }
-    let (mut created, mut last_active, mut expires, mut idle, mut absolute) =
-        (None, None, None, None, None);
+    let (mut created, mut last_active, mut expires_field) = (None, None, None);
     let mut data = Data::new();
     for (field, value) in pairs {
         match field.as_slice() {
             b"c" => created = Some(millis(CREATED, &value)?),
             b"l" => last_active = Some(millis(LAST_ACTIVE, &value)?),
-            b"e" => expires = Some(millis(EXPIRES, &value)?),
-            b"i" => idle = Some(duration(IDLE, &value)?),
-            b"a" => absolute = Some(duration(ABSOLUTE, &value)?),
+            b"e" => expires_field = Some(expires(&value)?),
             name if name.starts_with(DATA_PREFIX.as_bytes()) => {
                 let key = String::from_utf8(name[DATA_PREFIX.len()..].to_vec())
                     .map_err(|_| DecodeError::FieldNotUtf8)?;
@@ -246,15 +265,10 @@ pub(crate) fn decode(reply: Value, now: SystemTime) -> Result<Option<Record>, De
     let Some(created) = created else {
         return Ok(None);
     };
-    let expires_at = from_unix_millis(expires.ok_or(DecodeError::MissingField(EXPIRES))?);
+    let (expires_at, expiry) = expires_field.ok_or(DecodeError::MissingField(EXPIRES))?;
     if expires_at <= now {
         return Ok(None);
     }
-    let expiry = match (idle, absolute) {
-        (Some(idle), Some(absolute)) => Some(Expiry::new(idle, absolute)),
-        (None, None) => None,
-        _ => return Err(DecodeError::HalfExpiry),
-    };
     let meta = Meta {
         created_at: from_unix_millis(created),
         last_active: from_unix_millis(last_active.ok_or(DecodeError::MissingField(LAST_ACTIVE))?),
@@ -305,9 +319,6 @@ async fn create(
     // A session whose expiry is at or before the new one's start is gone.
     let names = record.data.keys().map(String::as_str);
     let mut eval = write_script(script, &key, meta, names);
-    for (field, value) in expiry_pairs(meta).into_iter().flatten() {
-        eval.arg(field).arg(value);
-    }
     for (name, value) in &record.data {
         eval.arg(DataField(name)).arg(JsonText(value));
     }
@@ -338,9 +349,9 @@ async fn write(
                 return write_outcome(redis.eval(&conn, script, &eval).await);
             }
             let mut conn = conn;
-            let pipe = transaction(key, changes, meta, caller);
-            let (was_absent,): (i64,) = redis.bounded(pipe.query_async(&mut conn)).await?;
-            if was_absent == 0 {
+            let (pipe, fields) = transaction(key, changes, meta, caller);
+            let (new_fields,): (i64,) = redis.bounded(pipe.query_async(&mut conn)).await?;
+            if new_fields < fields {
                 return Ok(WriteOutcome::Applied);
             }
             // No session was there: take back what the transaction wrote. Until then
@@ -366,73 +377,68 @@ fn write_outcome(reply: Result<i64, StoreError>) -> Result<WriteOutcome, StoreEr
 }
 
 /// The write of a live session as one `MULTI` transaction: no script, so none of a
-/// script's cost to Redis.
+/// script's cost to Redis. Returns the transaction and how many fields its `HSET` sets.
 ///
-/// Its first command, `HSET key l <last_active>`, answers 1 exactly when the hash had no
-/// `l`, which every stored session has: when the session was not there (destroyed, or
-/// expired, which Redis's own expiry at `e` ensures). The rest then wrote a hash without
-/// `c`, which [`decode`] reads as no session and the caller removes: a write never brings
-/// a session back. `c` is never written here: a session's creation time never changes.
-/// For a caller that tracks keys for a client-side cache it ends by reading the key, as
-/// a write ends the key's tracking.
-fn transaction(key: &str, changes: Option<&Changes>, meta: &Meta, caller: Caller) -> Pipeline {
+/// Its first command, `HSET key l <last_active> e <expires> [d:… …]`, answers how many of
+/// those fields the hash lacked: all of them exactly when the session was not there
+/// (destroyed, or expired, which Redis's own expiry at `e` ensures), since every stored
+/// session has `l` and `e`. The rest then wrote a hash without `c`, which [`decode`] reads
+/// as no session and the caller removes: a write never brings a session back. `c` is never
+/// written here: a session's creation time never changes. For a caller that tracks keys
+/// for a client-side cache it ends by reading the key, as a write ends the key's tracking.
+fn transaction(
+    key: &str,
+    changes: Option<&Changes>,
+    meta: &Meta,
+    caller: Caller,
+) -> (Pipeline, i64) {
     let entries = || changes.into_iter().flat_map(Changes::iter);
-    let expires = unix_millis(meta.expires_at);
     let mut pipe = redis::pipe();
     pipe.atomic();
-    pipe.cmd("HSET")
+    let set = pipe
+        .cmd("HSET")
         .arg(key)
         .arg(LAST_ACTIVE)
-        .arg(unix_millis(meta.last_active));
-    let set = pipe.cmd("HSET").arg(key).arg(EXPIRES).arg(expires);
-    for (field, value) in expiry_pairs(meta).into_iter().flatten() {
-        set.arg(field).arg(value);
-    }
+        .arg(unix_millis(meta.last_active))
+        .arg(EXPIRES)
+        .arg(ExpiresField(meta));
+    let mut fields = 2;
     for (name, value) in entries() {
         if let Some(value) = value {
             set.arg(DataField(name)).arg(JsonText(value));
+            fields += 1;
         }
     }
-    set.ignore();
-    let removed = entries().filter(|(_, value)| value.is_none());
-    let mut doomed = removed.map(|(name, _)| DataField(name)).peekable();
-    let drop_own_expiry = meta.expiry.is_none();
-    if doomed.peek().is_some() || drop_own_expiry {
+    let mut doomed = entries().filter(|(_, value)| value.is_none()).peekable();
+    if doomed.peek().is_some() {
         let delete = pipe.cmd("HDEL").arg(key);
-        for field in doomed {
-            delete.arg(field);
-        }
-        if drop_own_expiry {
-            delete.arg(IDLE).arg(ABSOLUTE);
+        for (name, _) in doomed {
+            delete.arg(DataField(name));
         }
         delete.ignore();
     }
-    pipe.cmd("PEXPIREAT").arg(key).arg(expires).ignore();
+    pipe.cmd("PEXPIREAT")
+        .arg(key)
+        .arg(unix_millis(meta.expires_at))
+        .ignore();
     if caller == Caller::Tracking {
         pipe.cmd("EXISTS").arg(key).ignore();
     }
-    pipe
+    (pipe, fields)
 }
 
-/// The `EVALSHA` of the update `script` with `changes` and `meta`.
+/// The `EVALSHA` of the update `script`, which clears every data key, with what `changes`
+/// set and `meta`.
 fn update_script(script: &Script, key: &str, changes: Option<&Changes>, meta: &Meta) -> Cmd {
-    let entries = || changes.into_iter().flat_map(Changes::iter);
-    let own_expiry = expiry_pairs(meta);
-    let clears = changes.is_some_and(Changes::clears_all);
-    let flags = u8::from(clears) | (u8::from(own_expiry.is_some()) << 1);
-    let removed = entries().filter(|(_, value)| value.is_none()).count();
-    let mut eval = write_script(script, key, meta, entries().map(|(name, _)| name));
-    eval.arg(flags).arg(removed);
-    for (name, _) in entries().filter(|(_, value)| value.is_none()) {
-        eval.arg(DataField(name));
-    }
-    for (field, value) in own_expiry.into_iter().flatten() {
-        eval.arg(field).arg(value);
-    }
-    for (name, value) in entries() {
-        if let Some(value) = value {
-            eval.arg(DataField(name)).arg(JsonText(value));
-        }
+    let set = || {
+        changes
+            .into_iter()
+            .flat_map(Changes::iter)
+            .filter_map(|(name, value)| Some((name, value?)))
+    };
+    let mut eval = write_script(script, key, meta, set().map(|(name, _)| name));
+    for (name, value) in set() {
+        eval.arg(DataField(name)).arg(JsonText(value));
     }
     eval
 }
@@ -598,9 +604,7 @@ mod tests {
             reply(&[
                 ("c", "1699999999000"),
                 ("l", "1700000000000"),
-                ("e", "1700000001000"),
-                ("i", "1000"),
-                ("a", "5000"),
+                ("e", "1700000001000/1000/5000"),
                 ("d:n", "1"),
                 ("d:", "\"empty key\""),
                 ("d:d:x", "[true]"),
@@ -635,14 +639,11 @@ mod tests {
         let cases: &[&[(&str, &str)]] = &[
             &[("c", "0"), ("l", "0")],
             &[("c", "0"), ("l", "0"), ("e", "soon")],
-            &[("c", "0"), ("l", "0"), ("e", "9999999999999"), ("i", "5")],
-            &[
-                ("c", "0"),
-                ("l", "0"),
-                ("e", "9999999999999"),
-                ("i", "-5"),
-                ("a", "1"),
-            ],
+            &[("c", "0"), ("l", "0"), ("e", "9999999999999/5")],
+            &[("c", "0"), ("l", "0"), ("e", "9999999999999/-5/1")],
+            &[("c", "0"), ("l", "0"), ("e", "9999999999999/5/1/2")],
+            &[("c", "0"), ("l", "0"), ("e", "9999999999999//")],
+            &[("c", "0"), ("l", "0"), ("e", "")],
             &[
                 ("c", "0"),
                 ("l", "0"),
@@ -667,19 +668,32 @@ mod tests {
         assert!(decode(not_utf8, now()).is_err());
     }
 
+    /// The value a write gives `e`, as Redis would store it.
+    fn written_e(meta: &Meta) -> Vec<u8> {
+        ExpiresField(meta).to_redis_args().remove(0)
+    }
+
     #[test]
-    fn only_a_session_with_its_own_expiry_writes_i_and_a() {
+    fn e_holds_the_own_expiry_only_when_the_session_has_one() {
         let meta = Meta {
             created_at: now(),
             last_active: now(),
-            expires_at: now(),
+            expires_at: from_unix_millis(NOW + 1),
             expiry: None,
         };
-        assert!(expiry_pairs(&meta).is_none());
+        assert_eq!(written_e(&meta), (NOW + 1).to_string().into_bytes());
+        assert_eq!(expires(&written_e(&meta)).unwrap(), (meta.expires_at, None));
         let own = Meta {
             expiry: Some(Expiry::new(Duration::from_secs(1), Duration::from_secs(2))),
             ..meta
         };
-        assert_eq!(expiry_pairs(&own), Some([(IDLE, 1_000), (ABSOLUTE, 2_000)]));
+        assert_eq!(
+            written_e(&own),
+            format!("{}/1000/2000", NOW + 1).into_bytes()
+        );
+        assert_eq!(
+            expires(&written_e(&own)).unwrap(),
+            (own.expires_at, own.expiry)
+        );
     }
 }
