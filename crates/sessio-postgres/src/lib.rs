@@ -166,7 +166,7 @@
 //!
 //! This crate enables no TLS backend of its own: to connect with `sslmode=require`,
 //! enable one of sqlx's `tls-*` features in your own `Cargo.toml` (features unify).
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

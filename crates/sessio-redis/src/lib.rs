@@ -130,7 +130,7 @@
 //! `rediss://` URLs need the `redis` crate built with one of its TLS features; enable it
 //! in your own `Cargo.toml` (for example
 //! `redis = { version = "1", features = ["tokio-rustls-comp", "tls-rustls-webpki-roots"] }`).
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -110,7 +110,7 @@
 //! [`Expiry`]: sessio::Expiry
 //! [`Changes`]: sessio::store::Changes
 //! [`StoreError::Timeout`]: sessio::store::StoreError::Timeout
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -37,7 +37,7 @@
 //! - `tower` (default): [`SessionLayer`] and [`SessionService`].
 //! - `axum` (default): [`Session`] as an axum extractor, [`SessionError`] as a response.
 //! - `testing`: the store conformance suite, `sessio::testing::check_store`.
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
