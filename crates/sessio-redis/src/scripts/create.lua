@@ -13,4 +13,3 @@ if redis.call('EXISTS', key) == 1 then
   redis.call('DEL', key)
 end
 set_meta_and(key, 4)
-redis.call('PEXPIREAT', key, string.match(ARGV[2], '^%d+'))

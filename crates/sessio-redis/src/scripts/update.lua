@@ -18,4 +18,3 @@ for _, field in ipairs(redis.call('HKEYS', key)) do
 end
 chunked('HDEL', key, doomed, 1, #doomed)
 set_meta_and(key, 4)
-redis.call('PEXPIREAT', key, string.match(ARGV[2], '^%d+'))

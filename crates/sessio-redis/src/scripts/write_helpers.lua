@@ -15,8 +15,8 @@ local function expires_of(e)
   return tonumber(string.match(e or '', '^%d+'))
 end
 -- ARGV[1] last_active, ARGV[2] the value of `e`, ARGV[3] created_at (every write script
--- starts so): writes them to l, e and c with the field/value pairs ARGV[first..], in one HSET when the
--- pairs fit Lua's stack.
+-- starts so): writes them to l, e and c with the field/value pairs ARGV[first..], in one
+-- HSET when the pairs fit Lua's stack, and expires the key at expires_at.
 local function set_meta_and(key, first)
   if #ARGV - first < 998 then
     redis.call('HSET', key, 'c', ARGV[3], 'l', ARGV[1], 'e', ARGV[2], unpack(ARGV, first, #ARGV))
@@ -24,4 +24,5 @@ local function set_meta_and(key, first)
     redis.call('HSET', key, 'c', ARGV[3], 'l', ARGV[1], 'e', ARGV[2])
     chunked('HSET', key, ARGV, first, #ARGV)
   end
+  redis.call('PEXPIREAT', key, string.match(ARGV[2], '^%d+'))
 end
