@@ -42,7 +42,8 @@
 //! | `data` | `JSONB NOT NULL` | the session's key/value data, an object |
 //! | `created_at` | `TIMESTAMPTZ NOT NULL` | when the session was created |
 //! | `last_active` | `TIMESTAMPTZ NOT NULL` | when it was last written or touched |
-//! | `expires_at` | `TIMESTAMPTZ NOT NULL`, indexed | when it ends unless used again |
+//! | `expires_at` | `TIMESTAMPTZ NOT NULL` | when it ends unless used again |
+//! | `sweep_after` | `TIMESTAMPTZ NOT NULL`, indexed | `expires_at` rounded up to the next hour, so that most writes leave it, and the index, alone (HOT updates); what `delete_expired` searches by |
 //! | `idle_timeout_ms` | `BIGINT` | its own idle timeout, or `NULL` for the layer's |
 //! | `absolute_lifetime_ms` | `BIGINT` | its own absolute lifetime, or `NULL` for the layer's |
 //!

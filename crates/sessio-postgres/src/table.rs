@@ -3,9 +3,15 @@
 
 use std::fmt;
 
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::types::Oid;
+use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueFormat, PgValueRef, Postgres};
+use sqlx::{Decode, Encode, Type};
+
 /// The longest table name accepted: PostgreSQL truncates identifiers at 63 bytes, and the
-/// longest name derived from the table's, `{table}_expires_at_idx`, adds 15 (the others:
-/// `{table}_migrations` 11, `IDX_{table}_expire` 11, `{table}_pkey` 5).
+/// longest names derived from the table's, `{table}_migrations` and `IDX_{table}_expire`,
+/// add 11 (the others: `{table}_sweep_idx` 10, `{table}_pkey` 5).
 pub(crate) const MAX_TABLE_LEN: usize = 48;
 /// The longest schema name accepted: PostgreSQL's identifier limit.
 pub(crate) const MAX_SCHEMA_LEN: usize = 63;
@@ -103,10 +109,10 @@ impl TableName {
         self.quoted_with_suffix("_migrations")
     }
 
-    /// The name of the index on `expires_at` (unqualified: an index lives in its table's
-    /// schema), quoted for SQL.
-    pub(crate) fn expires_index_quoted(&self) -> String {
-        format!("\"{}_expires_at_idx\"", self.table)
+    /// The name of the native layout's index on `sweep_after` (unqualified: an index lives
+    /// in its table's schema), quoted for SQL.
+    pub(crate) fn sweep_index_quoted(&self) -> String {
+        format!("\"{}_sweep_idx\"", self.table)
     }
 
     /// The name of the connect-pg-simple layout's index on `expire` (unqualified),
@@ -159,6 +165,55 @@ impl fmt::Debug for TableName {
     }
 }
 
+/// Unix milliseconds from 1970 to 2000, PostgreSQL's epoch for timestamps on the wire.
+const PG_EPOCH_MILLIS: i64 = 946_684_800_000;
+
+/// A `timestamptz` as Unix milliseconds, sent and read in PostgreSQL's binary form
+/// (microseconds since 2000), so that no statement converts timestamps in SQL: those
+/// conversions cost more than the rest of a lookup. `infinity` and `-infinity`, which no
+/// millisecond count holds, read as `None` (which writes `infinity`); sub-millisecond
+/// digits are dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PgMillis(pub(crate) Option<i64>);
+
+impl PgMillis {
+    /// The `timestamptz` OID.
+    const TYPE: PgTypeInfo = PgTypeInfo::with_oid(Oid(1184));
+}
+
+impl Type<Postgres> for PgMillis {
+    fn type_info() -> PgTypeInfo {
+        Self::TYPE
+    }
+}
+
+impl Encode<'_, Postgres> for PgMillis {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        let micros = match self.0 {
+            None => i64::MAX,
+            Some(millis) => millis
+                .checked_sub(PG_EPOCH_MILLIS)
+                .and_then(|m| m.checked_mul(1000))
+                .ok_or("timestamp out of PostgreSQL's range")?,
+        };
+        buf.extend(&micros.to_be_bytes());
+        Ok(IsNull::No)
+    }
+}
+
+impl Decode<'_, Postgres> for PgMillis {
+    fn decode(value: PgValueRef<'_>) -> Result<Self, BoxDynError> {
+        if value.format() != PgValueFormat::Binary {
+            return Err("timestamptz not in binary form".into());
+        }
+        let micros = i64::from_be_bytes(value.as_bytes()?.try_into()?);
+        if micros == i64::MAX || micros == i64::MIN {
+            return Ok(Self(None));
+        }
+        Ok(Self(Some(micros.div_euclid(1000) + PG_EPOCH_MILLIS)))
+    }
+}
+
 /// SQL for the timestamp that bigint parameter `param` holds as Unix milliseconds.
 ///
 /// Exact over the whole range (about ±245,000 years), and independent of the session's
@@ -204,8 +259,8 @@ mod tests {
             "\"app\".\"sessions_migrations\""
         );
         assert_eq!(
-            TableName::parse("sessions").unwrap().expires_index_quoted(),
-            "\"sessions_expires_at_idx\""
+            TableName::parse("sessions").unwrap().sweep_index_quoted(),
+            "\"sessions_sweep_idx\""
         );
         // connect-pg-simple's own names, for its own table.
         let session = TableName::parse("app.session").unwrap();
@@ -243,7 +298,7 @@ mod tests {
         let longest = TableName::parse(&"a".repeat(MAX_TABLE_LEN)).unwrap();
         // Quotes excluded.
         assert!(longest.migrations_quoted().len() - 2 <= 63);
-        assert!(longest.expires_index_quoted().len() - 2 <= 63);
+        assert!(longest.sweep_index_quoted().len() - 2 <= 63);
         assert!(longest.expire_index_quoted().len() - 2 <= 63);
         assert!(longest.primary_key_quoted().len() - 2 <= 63);
     }

@@ -246,14 +246,6 @@ async fn damaged_rows_give_fresh_sessions(layout: Layout, damages: &[Damage]) {
     let (store, table, _cleanup) = common::migrated(layout, &url).await;
     let quoted = format!("\"{table}\"");
     let mut admin = common::admin(&url).await;
-    if layout == Layout::Native {
-        sqlx::query(&format!(
-            "ALTER TABLE {quoted} DROP CONSTRAINT \"{table}_data_check\""
-        ))
-        .execute(&mut admin)
-        .await
-        .expect("drop the CHECK on data");
-    }
     let app = app(store.clone(), layout);
 
     for damage in damages {

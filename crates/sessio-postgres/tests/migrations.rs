@@ -97,6 +97,7 @@ async fn migrate_creates_the_table_operators_expect() {
         ("created_at", "timestamp with time zone", "NO"),
         ("last_active", "timestamp with time zone", "NO"),
         ("expires_at", "timestamp with time zone", "NO"),
+        ("sweep_after", "timestamp with time zone", "NO"),
         ("idle_timeout_ms", "bigint", "YES"),
         ("absolute_lifetime_ms", "bigint", "YES"),
     ];
@@ -113,9 +114,22 @@ async fn migrate_creates_the_table_operators_expect() {
             .await
             .unwrap();
     assert!(
-        indexes.iter().any(|def| def.contains("(expires_at)")),
-        "no index on expires_at: {indexes:?}"
+        indexes.iter().any(|def| def.contains("(sweep_after)")),
+        "no index on sweep_after: {indexes:?}"
     );
+    // An index on a column every write moves would rule out HOT updates.
+    assert!(
+        !indexes.iter().any(|def| def.contains("expires_at")),
+        "an index on expires_at: {indexes:?}"
+    );
+    let checks: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'c'",
+    )
+    .bind(format!("\"{table}\""))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(checks, 0, "CHECK constraints cost every write");
 }
 
 #[tokio::test]

@@ -137,10 +137,10 @@ async fn delete_expired_works_through_a_backlog_in_batches() {
     // 2,500 expired rows (more than two batches) and 3 live ones, straight in SQL.
     let mut conn = common::admin(&url).await;
     sqlx::query(&format!(
-        "INSERT INTO \"{table}\" (id, data, created_at, last_active, expires_at) \
-         SELECT sha256(n::text::bytea), '{{}}', now(), now(), \
-                CASE WHEN n <= 2500 THEN now() - interval '1 hour' ELSE now() + interval '1 hour' END \
-         FROM generate_series(1, 2503) AS n"
+        "INSERT INTO \"{table}\" (id, data, created_at, last_active, expires_at, sweep_after) \
+         SELECT sha256(n::text::bytea), '{{}}', now(), now(), e, e \
+         FROM generate_series(1, 2503) AS n, LATERAL (SELECT CASE WHEN n <= 2500 \
+              THEN now() - interval '1 hour' ELSE now() + interval '1 hour' END) AS x(e)"
     ))
     .execute(&mut conn)
     .await
@@ -149,6 +149,94 @@ async fn delete_expired_works_through_a_backlog_in_batches() {
     assert_eq!(store.delete_expired(SystemTime::now()).await.unwrap(), 2500);
     assert_eq!(store.count().await.unwrap(), 3);
     assert_eq!(store.delete_expired(SystemTime::now()).await.unwrap(), 0);
+}
+
+/// `sweep_after` of the session `id`, in Unix milliseconds.
+async fn sweep_after(url: &str, table: &str, id: &sessio::SessionId) -> i64 {
+    let mut conn = common::admin(url).await;
+    sqlx::query_scalar(&format!(
+        "SELECT (extract(epoch from sweep_after) * 1000)::bigint FROM \"{table}\" WHERE id = $1"
+    ))
+    .bind(&storage_key(id)[..])
+    .fetch_one(&mut conn)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn sweep_after_moves_with_the_expiry_only_across_the_hour() {
+    let Some(url) = common::url() else { return };
+    let (store, table, _cleanup) = common::migrated(Layout::Native, &url).await;
+    const HOUR: i64 = 3_600_000;
+    // Ten minutes past an hour.
+    let start = 1_700_000_000 * 1000 / HOUR * HOUR + 10 * 60_000;
+    let ttl = Duration::from_secs(30 * 60);
+    let id = RandomIdGenerator::default().generate();
+    let first = meta_at(from_unix_millis(start), ttl);
+    let record = Record {
+        data: data(json!({"n": 1})),
+        meta: first,
+    };
+    store.create(&id, &record).await.unwrap();
+    let bucket = sweep_after(&url, &table, &id).await;
+    // Expires at 40 past: swept from the next full hour on.
+    assert_eq!(bucket, start - 10 * 60_000 + HOUR);
+
+    // Used 15 minutes later: it expires at 55 past, within the same hour.
+    let later = meta_at(from_unix_millis(start + 15 * 60_000), ttl);
+    store
+        .touch(
+            &id,
+            &Meta {
+                created_at: first.created_at,
+                ..later
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sweep_after(&url, &table, &id).await,
+        bucket,
+        "moved within the hour"
+    );
+
+    // Used again: it now expires past the hour, and sweep_after follows.
+    let past = meta_at(from_unix_millis(start + 40 * 60_000), ttl);
+    let mut changes = sessio::store::Changes::default();
+    changes.set("n", json!(2));
+    store
+        .update(
+            &id,
+            &changes,
+            &Meta {
+                created_at: first.created_at,
+                ..past
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(sweep_after(&url, &table, &id).await, bucket + HOUR);
+
+    // A shorter expiry moves it back, so that the sweep finds the session the moment it
+    // expires.
+    let short = Meta {
+        created_at: first.created_at,
+        ..meta_at(
+            from_unix_millis(start + 41 * 60_000),
+            Duration::from_secs(60),
+        )
+    };
+    store.touch(&id, &short).await.unwrap();
+    assert_eq!(sweep_after(&url, &table, &id).await, bucket);
+    assert_eq!(
+        store
+            .delete_expired(from_unix_millis(start + 42 * 60_000 - 1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.delete_expired(short.expires_at).await.unwrap(), 1);
+    assert_eq!(store.count().await.unwrap(), 0);
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use sqlx::Row;
 use super::{corrupt, created, written, Backend, Db};
 use crate::error::store_error;
 use crate::migrate::Migration;
-use crate::table::{from_millis, to_millis, TableName};
+use crate::table::{from_millis, PgMillis, TableName};
 
 /// The table sessions are kept in unless told otherwise.
 pub(crate) const DEFAULT_TABLE_NAME: &str = "sessio_sessions";
@@ -34,22 +34,29 @@ pub(crate) const LATEST_VERSION: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 fn v1(table: &TableName) -> String {
     let t = table.quoted();
-    let index = table.expires_index_quoted();
+    let index = table.sweep_index_quoted();
+    // No CHECK constraints: PostgreSQL prepares them again for every write, and `load`
+    // checks what they would (a row that breaks them is a missing session). The sweep
+    // index is on `sweep_after`, not `expires_at`: `expires_at` moves on every write, and
+    // a write that changes an indexed column cannot be a HOT update.
     format!(
         "CREATE TABLE IF NOT EXISTS {t} (
-            id BYTEA PRIMARY KEY CHECK (octet_length(id) = 32),
-            data JSONB NOT NULL CHECK (jsonb_typeof(data) = 'object'),
+            id BYTEA PRIMARY KEY,
+            data JSONB NOT NULL,
             created_at TIMESTAMPTZ NOT NULL,
             last_active TIMESTAMPTZ NOT NULL,
             expires_at TIMESTAMPTZ NOT NULL,
+            sweep_after TIMESTAMPTZ NOT NULL,
             idle_timeout_ms BIGINT,
             absolute_lifetime_ms BIGINT
         );
-        CREATE INDEX IF NOT EXISTS {index} ON {t} (expires_at);
+        CREATE INDEX IF NOT EXISTS {index} ON {t} (sweep_after);
         COMMENT ON COLUMN {t}.id IS
             'SHA-256 of the session id (sessio::store::storage_key); never the id itself';
         COMMENT ON COLUMN {t}.expires_at IS
             'The session ends at this time unless used again; rows past it are ignored and swept';
+        COMMENT ON COLUMN {t}.sweep_after IS
+            'expires_at rounded up to the next hour: most writes leave it as it is';
         COMMENT ON COLUMN {t}.idle_timeout_ms IS
             'This session''s own idle timeout in milliseconds; NULL for the layer default';
         COMMENT ON COLUMN {t}.absolute_lifetime_ms IS
@@ -73,61 +80,51 @@ impl Statements {
     fn new(table: &TableName) -> Self {
         let t = table.quoted();
         Self {
-            // $1 id, $2 data, $3..$5 timestamps, $6..$7 expiry, $8 now. An expired record
-            // under the same key counts as absent and is replaced.
+            // $1 id, $2 data, $3..$5 timestamps, $6..$7 expiry, $8 sweep_after, $9 now. An
+            // expired record under the same key counts as absent and is replaced.
             create: format!(
                 "INSERT INTO {t} AS t (id, data, created_at, last_active, expires_at, \
-                 idle_timeout_ms, absolute_lifetime_ms) \
-                 VALUES ($1, $2, {created}, {last_active}, {expires_at}, $6, $7) \
+                 idle_timeout_ms, absolute_lifetime_ms, sweep_after) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                  ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, \
                  created_at = EXCLUDED.created_at, last_active = EXCLUDED.last_active, \
                  expires_at = EXCLUDED.expires_at, idle_timeout_ms = EXCLUDED.idle_timeout_ms, \
-                 absolute_lifetime_ms = EXCLUDED.absolute_lifetime_ms \
-                 WHERE t.expires_at <= {now}",
-                created = from_millis("$3"),
-                last_active = from_millis("$4"),
-                expires_at = from_millis("$5"),
-                now = from_millis("$8"),
+                 absolute_lifetime_ms = EXCLUDED.absolute_lifetime_ms, \
+                 sweep_after = EXCLUDED.sweep_after \
+                 WHERE t.expires_at <= $9"
             ),
             // $1 id, $2 now.
             load: format!(
-                "SELECT data, {created}, {last_active}, {expires_at}, idle_timeout_ms, \
-                 absolute_lifetime_ms FROM {t} WHERE id = $1 AND expires_at > {now}",
-                created = to_millis("created_at"),
-                last_active = to_millis("last_active"),
-                expires_at = to_millis("expires_at"),
-                now = from_millis("$2"),
+                "SELECT data, created_at, last_active, expires_at, idle_timeout_ms, \
+                 absolute_lifetime_ms FROM {t} WHERE id = $1 AND expires_at > $2"
             ),
             // $1 id, $2 clear, $3 removed keys, $4 set keys, $5..$7 timestamps,
-            // $8..$9 expiry, $10 now. One statement: the row lock makes concurrent updates
-            // apply one after the other, each to the data the previous one left.
+            // $8..$9 expiry, $10 sweep_after, $11 now. One statement: the row lock makes
+            // concurrent updates apply one after the other, each to the data the previous
+            // one left.
             update: format!(
                 "UPDATE {t} SET \
                  data = (CASE WHEN $2 THEN '{{}}'::jsonb ELSE data END - $3::text[]) || $4::jsonb, \
-                 created_at = {created}, last_active = {last_active}, expires_at = {expires_at}, \
-                 idle_timeout_ms = $8, absolute_lifetime_ms = $9 \
-                 WHERE id = $1 AND expires_at > {now}",
-                created = from_millis("$5"),
-                last_active = from_millis("$6"),
-                expires_at = from_millis("$7"),
-                now = from_millis("$10"),
+                 created_at = $5, last_active = $6, expires_at = $7, \
+                 idle_timeout_ms = $8, absolute_lifetime_ms = $9, sweep_after = $10 \
+                 WHERE id = $1 AND expires_at > $11"
             ),
-            // $1 id, $2..$4 timestamps, $5..$6 expiry, $7 now.
+            // $1 id, $2..$4 timestamps, $5..$6 expiry, $7 sweep_after, $8 now.
             touch: format!(
-                "UPDATE {t} SET created_at = {created}, last_active = {last_active}, \
-                 expires_at = {expires_at}, idle_timeout_ms = $5, absolute_lifetime_ms = $6 \
-                 WHERE id = $1 AND expires_at > {now}",
-                created = from_millis("$2"),
-                last_active = from_millis("$3"),
-                expires_at = from_millis("$4"),
-                now = from_millis("$7"),
+                "UPDATE {t} SET created_at = $2, last_active = $3, expires_at = $4, \
+                 idle_timeout_ms = $5, absolute_lifetime_ms = $6, sweep_after = $7 \
+                 WHERE id = $1 AND expires_at > $8"
             ),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
-            // $1 now, $2 batch size. SKIP LOCKED lets several instances sweep at once
-            // without waiting on each other.
+            // $1 now (Unix milliseconds, as every layout's sweep takes it), $2 batch size.
+            // A record expired at `now` has `sweep_after` before `now` plus the
+            // granularity: the index finds those, and the few that expire within that
+            // window are left. SKIP LOCKED lets several instances sweep at once without
+            // waiting on each other.
             delete_expired: format!(
-                "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= {now} \
-                 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} \
+                 WHERE sweep_after <= {now} + interval '{SWEEP_GRANULARITY_MS} milliseconds' \
+                 AND expires_at <= {now} LIMIT $2 FOR UPDATE SKIP LOCKED)",
                 now = from_millis("$1"),
             ),
             count: format!("SELECT count(*) FROM {t}"),
@@ -150,8 +147,8 @@ impl Native {
     }
 }
 
-/// A [`Meta`] as bind parameters.
-/// A statement taking the five meta parameters, in schema order.
+/// A statement taking the meta parameters: the five of [`Meta`] in schema order, then
+/// `sweep_after`.
 trait BindMeta {
     fn bind_meta(self, meta: &MetaParams) -> Self;
 }
@@ -163,15 +160,33 @@ impl<'q> BindMeta for sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgA
             .bind(meta.expires_at)
             .bind(meta.idle_timeout_ms)
             .bind(meta.absolute_lifetime_ms)
+            .bind(meta.sweep_after)
     }
 }
 
+/// How far `sweep_after` rounds `expires_at` up: a session active all along moves it (and
+/// its index entry) once an hour. A write that leaves it equal leaves the index alone.
+const SWEEP_GRANULARITY_MS: i64 = 3_600_000;
+
+/// `sweep_after` for a record ending at `expires_at` (Unix milliseconds).
+fn sweep_after(expires_at: i64) -> i64 {
+    expires_at
+        .div_euclid(SWEEP_GRANULARITY_MS)
+        .saturating_add(1)
+        .saturating_mul(SWEEP_GRANULARITY_MS)
+}
+
 struct MetaParams {
-    created_at: i64,
-    last_active: i64,
-    expires_at: i64,
+    created_at: PgMillis,
+    last_active: PgMillis,
+    expires_at: PgMillis,
     idle_timeout_ms: Option<i64>,
     absolute_lifetime_ms: Option<i64>,
+    sweep_after: PgMillis,
+}
+
+fn millis(time: SystemTime) -> PgMillis {
+    PgMillis(Some(unix_millis(time)))
 }
 
 fn duration_millis(duration: Duration) -> i64 {
@@ -181,9 +196,10 @@ fn duration_millis(duration: Duration) -> i64 {
 impl From<&Meta> for MetaParams {
     fn from(meta: &Meta) -> Self {
         Self {
-            created_at: unix_millis(meta.created_at),
-            last_active: unix_millis(meta.last_active),
-            expires_at: unix_millis(meta.expires_at),
+            created_at: millis(meta.created_at),
+            last_active: millis(meta.last_active),
+            expires_at: millis(meta.expires_at),
+            sweep_after: PgMillis(Some(sweep_after(unix_millis(meta.expires_at)))),
             idle_timeout_ms: meta.expiry.map(|e| duration_millis(e.idle_timeout())),
             absolute_lifetime_ms: meta.expiry.map(|e| duration_millis(e.absolute_lifetime())),
         }
@@ -196,10 +212,10 @@ fn non_negative(millis: i64, reason: &'static str) -> Result<Duration, StoreErro
         .map_err(|_| corrupt(reason))
 }
 
-/// A timestamp column of the load query, in Unix milliseconds; NULL when the column holds
-/// `infinity` or `-infinity` (see [`to_millis`]).
+/// A timestamp column of the load query, in Unix milliseconds; `infinity` and `-infinity`
+/// are corrupt.
 fn finite_millis(row: &PgRow, index: usize, reason: &'static str) -> Result<i64, StoreError> {
-    let millis: Option<i64> = row.try_get(index).map_err(store_error)?;
+    let PgMillis(millis) = row.try_get(index).map_err(store_error)?;
     millis.ok_or_else(|| corrupt(reason))
 }
 
@@ -259,7 +275,7 @@ impl Backend for Native {
         let key = storage_key(id);
         let meta = MetaParams::from(&record.meta);
         // The caller's time: `last_active` of a new record is now.
-        let now = unix_millis(record.meta.last_active);
+        let now = millis(record.meta.last_active);
         let result = db
             .bounded(
                 sqlx::query(&self.sql.create)
@@ -284,7 +300,7 @@ impl Backend for Native {
             .bounded(
                 sqlx::query(&self.sql.load)
                     .bind(&key[..])
-                    .bind(unix_millis(now))
+                    .bind(millis(now))
                     .fetch_optional(db.pool),
             )
             .await?;
@@ -309,7 +325,7 @@ impl Backend for Native {
                 None => removed.push(name),
             }
         }
-        let now = unix_millis(meta.last_active);
+        let now = millis(meta.last_active);
         let meta = MetaParams::from(meta);
         let result = db
             .bounded(
@@ -333,7 +349,7 @@ impl Backend for Native {
         meta: &Meta,
     ) -> Result<WriteOutcome, StoreError> {
         let key = storage_key(id);
-        let now = unix_millis(meta.last_active);
+        let now = millis(meta.last_active);
         let meta = MetaParams::from(meta);
         let result = db
             .bounded(
@@ -378,5 +394,20 @@ mod tests {
             assert_eq!(migration.version, index as i32 + 1);
         }
         assert_eq!(LATEST_VERSION, MIGRATIONS.len() as i32);
+    }
+
+    #[test]
+    fn sweep_after_rounds_up_to_the_next_hour() {
+        let hour = SWEEP_GRANULARITY_MS;
+        assert_eq!(sweep_after(0), hour);
+        assert_eq!(sweep_after(1), hour);
+        assert_eq!(sweep_after(hour - 1), hour);
+        assert_eq!(sweep_after(hour), 2 * hour);
+        assert_eq!(sweep_after(-1), 0);
+        assert_eq!(sweep_after(i64::MAX), i64::MAX);
+        for millis in [-5 * hour - 3, 17, 1_800_000_000_123] {
+            assert!(sweep_after(millis) > millis);
+            assert!(sweep_after(millis) - millis <= hour);
+        }
     }
 }
