@@ -39,6 +39,10 @@ pub enum SessionError {
         /// The key.
         key: String,
     },
+    /// The session is not bound to a user (see
+    /// [`Session::set_user`](crate::Session::set_user)), and the operation needs one.
+    #[error("the session is not bound to a user")]
+    NotBound,
     /// A value could not be turned into JSON.
     #[error("session value {key:?} could not be serialized")]
     Serialize {

@@ -18,9 +18,9 @@ use crate::policy::Settings;
 use crate::session::{Ended, Finish};
 use crate::store::SessionStore;
 use crate::{
-    CacheHeaders, Clock, Compatibility, CookieConfig, CookieConfigError, CookieRefresh, Expiry,
-    IdGenerator, KeyRing, NewSessions, OnDestroy, OnServerError, RandomIdGenerator, Session,
-    SessionError, SystemClock, UnchangedSessions,
+    Accounts, CacheHeaders, Clock, Compatibility, CookieConfig, CookieConfigError, CookieRefresh,
+    Expiry, IdGenerator, KeyRing, NewSessions, OnDestroy, OnServerError, RandomIdGenerator,
+    Session, SessionError, SystemClock, UnchangedSessions,
 };
 
 /// Adds a [`Session`] to every request under the cookie path, and writes it back before
@@ -65,6 +65,28 @@ impl SessionLayer {
                 on_destroy: OnDestroy::default(),
             }),
         }
+    }
+
+    /// The [`Accounts`] of this layer's sessions: its store, its secrets for handles, its
+    /// clock. Take it before the layer goes into the router.
+    ///
+    /// ```
+    /// use sessio::{KeyRing, MemoryStore, SessionLayer};
+    ///
+    /// # fn main() -> Result<(), sessio::SecretError> {
+    /// let layer = SessionLayer::new(MemoryStore::new(), KeyRing::new(["x".repeat(32)])?);
+    /// let accounts = layer.accounts();
+    /// # let _ = accounts;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn accounts(&self) -> Accounts {
+        let settings = &self.settings;
+        Accounts::from_parts(
+            settings.store.clone(),
+            settings.keys.clone(),
+            settings.clock.clone(),
+        )
     }
 
     fn set(mut self, change: impl FnOnce(&mut Settings)) -> Self {

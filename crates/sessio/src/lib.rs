@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod cookie;
 mod error;
 mod expiry;
@@ -60,6 +61,7 @@ mod extract;
 #[cfg(feature = "tower")]
 mod layer;
 
+pub use accounts::{Accounts, AccountsError, Handle, InvalidHandle, SessionInfo};
 pub use cookie::{
     CookieConfig, CookieConfigError, CookieLifetime, Priority, SameSite, SecurePolicy, TrustProxy,
 };

@@ -19,7 +19,9 @@ use crate::policy::{
     UnchangedSessions,
 };
 use crate::signing::Verified;
-use crate::store::{Changes, CreateOutcome, Data, Meta, Record, StoreError, WriteOutcome};
+use crate::store::{
+    user_of, Changes, CreateOutcome, Data, Meta, Record, StoreError, WriteOutcome, OWNER_KEY,
+};
 use crate::{CookieLifetime, Expiry, SessionError, SessionId};
 
 /// Ids tried before giving up on finding an unused one.
@@ -92,6 +94,9 @@ struct State {
     id_changed: bool,
     /// This request destroyed the session the browser holds: its cookie is to be cleared.
     cookie_dead: bool,
+    /// The browser sent a session cookie whose session is gone (revoked, expired): its
+    /// cookie is to be cleared unless a new session replaces it.
+    cookie_stale: bool,
     /// Another request moved or ended this session while this one used it: every method
     /// fails with [`SessionError::Superseded`], and the response sets no cookie.
     superseded: bool,
@@ -117,10 +122,11 @@ impl Session {
         &self.inner.settings
     }
 
-    /// Refuses keys the wire format keeps for itself.
+    /// Refuses keys the wire format or the library keeps for itself.
     fn check_key(&self, key: &str) -> Result<(), SessionError> {
-        let reserved = self.settings().compatibility == Compatibility::ExpressSession
-            && key == crate::express::COOKIE_KEY;
+        let reserved = key == OWNER_KEY
+            || self.settings().compatibility == Compatibility::ExpressSession
+                && key == crate::express::COOKIE_KEY;
         if reserved {
             return Err(SessionError::ReservedKey {
                 key: key.to_owned(),
@@ -178,6 +184,7 @@ impl Session {
                 break;
             }
         }
+        state.cookie_stale = !state.superseded && !self.inner.cookies.is_empty();
         Ok(())
     }
 
@@ -279,6 +286,95 @@ impl Session {
         state.data.clear();
         state.changes.clear();
         Ok(())
+    }
+
+    /// Binds the session to `user` (the application's own id for them), so that
+    /// [`Accounts`](crate::Accounts) can list and revoke it. Call it at login, after
+    /// [`regenerate`](Self::regenerate). Binding to another user drops the labels;
+    /// [`clear`](Self::clear) and [`destroy`](Self::destroy) unbind it.
+    ///
+    /// ```
+    /// # async fn login(session: sessio::Session) -> Result<(), sessio::SessionError> {
+    /// session.regenerate().await?;
+    /// session.set_user("alice").await?;
+    /// session.set_label("user_agent", "Firefox on Linux").await?;
+    /// assert_eq!(session.user().await?.as_deref(), Some("alice"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`SessionError::Load`] if the store failed.
+    pub async fn set_user(&self, user: impl Into<String>) -> Result<(), SessionError> {
+        let user = user.into();
+        let mut state = self.state_to_change().await?;
+        if user_of(&state.data) == Some(user.as_str()) {
+            return Ok(());
+        }
+        let owner = serde_json::json!({ "user": user, "labels": {} });
+        state.data.insert(OWNER_KEY.to_owned(), owner.clone());
+        state.changes.set(OWNER_KEY, owner);
+        Ok(())
+    }
+
+    /// The user the session is bound to, if any (see [`set_user`](Self::set_user)).
+    ///
+    /// # Errors
+    /// [`SessionError::Load`] if the store failed.
+    pub async fn user(&self) -> Result<Option<String>, SessionError> {
+        Ok(user_of(&self.state().await?.data).map(str::to_owned))
+    }
+
+    /// Records `value` under `name` among the labels [`Accounts`](crate::Accounts) lists
+    /// with the session (where the user logged in from, with what): small strings only.
+    ///
+    /// # Errors
+    /// [`SessionError::NotBound`] if the session is not bound to a user;
+    /// [`SessionError::Load`] if the store failed.
+    pub async fn set_label(
+        &self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<(), SessionError> {
+        let (name, value) = (name.into(), serde_json::Value::String(value.into()));
+        let mut state = self.state_to_change().await?;
+        let state = &mut *state;
+        let Some(owner) = state
+            .data
+            .get_mut(OWNER_KEY)
+            .filter(|owner| owner.get("user").is_some_and(serde_json::Value::is_string))
+        else {
+            return Err(SessionError::NotBound);
+        };
+        if !owner
+            .get("labels")
+            .is_some_and(serde_json::Value::is_object)
+        {
+            owner["labels"] = serde_json::json!({});
+        }
+        let Some(labels) = owner["labels"].as_object_mut() else {
+            return Err(SessionError::NotBound);
+        };
+        if labels.get(&name) == Some(&value) {
+            return Ok(());
+        }
+        labels.insert(name, value);
+        state.changes.set(OWNER_KEY, owner.clone());
+        Ok(())
+    }
+
+    /// The session's handle, as [`Accounts::sessions`](crate::Accounts::sessions) lists it
+    /// (to mark the current one); `None` for a session not stored yet.
+    ///
+    /// # Errors
+    /// [`SessionError::Load`] if the store failed.
+    pub async fn handle(&self) -> Result<Option<crate::Handle>, SessionError> {
+        let state = self.state().await?;
+        let keys = &self.settings().keys;
+        Ok(state
+            .id
+            .as_ref()
+            .map(|id| keys.handle(&crate::store::storage_key(id))))
     }
 
     /// The session's id, once it is stored: `None` for a new session until the response
@@ -744,8 +840,7 @@ impl Session {
             return None;
         }
         let Some(id) = &state.id else {
-            return state
-                .cookie_dead
+            return (state.cookie_dead || state.cookie_stale)
                 .then(|| cookie.clear_cookie(transport, now));
         };
         let rotated = self.inner.cookies.iter().any(|c| c.rotated && c.id == *id);
@@ -801,6 +896,7 @@ fn fresh(state: &State) -> State {
         expiry_set: state.expiry_set,
         id_changed: state.id_changed,
         cookie_dead: state.cookie_dead,
+        cookie_stale: state.cookie_stale,
         finished: state.finished,
         ..State::default()
     }

@@ -193,6 +193,19 @@ impl fmt::Debug for KeyRing {
     }
 }
 
+impl KeyRing {
+    /// The [`Handle`](crate::Handle) of the session stored under `key`: a keyed hash, so
+    /// that only holders of the current secret can tie a handle to a session.
+    pub(crate) fn handle(&self, key: &[u8; 32]) -> crate::Handle {
+        let mut mac = self.keys[0].clone();
+        // No cookie id holds a NUL byte: this input never equals one that is signed.
+        mac.update(b"\0sessio handle\0");
+        mac.update(key);
+        let tag: [u8; 32] = mac.finalize().into_bytes().into();
+        crate::Handle::from_tag(&tag[..crate::Handle::TAG_LEN])
+    }
+}
+
 fn hmac_key(secret: &[u8]) -> HmacSha256 {
     HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length")
 }

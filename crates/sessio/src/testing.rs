@@ -28,7 +28,10 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
-use crate::store::{Changes, CreateOutcome, Data, Meta, Record, SessionStore, WriteOutcome};
+use crate::store::{
+    storage_key, Changes, CreateOutcome, Data, Meta, Record, SessionStore, UserSession,
+    WriteOutcome,
+};
 use crate::{Clock, Expiry, IdGenerator, ManualClock, RandomIdGenerator, SessionId};
 
 /// The URL of a service a test needs, from the environment variable `var`.
@@ -100,9 +103,58 @@ where
     suite.delete_expired_removes_only_expired().await;
 }
 
+/// Checks the per-user index rules of [`SessionStore::sessions_of`] and
+/// [`SessionStore::delete_key`], for stores that have one (a store without keeps their
+/// defaults, and need not run this).
+///
+/// `make_store` as for [`check_store`]: the first call returns an empty store.
+///
+/// ```
+/// use sessio::testing::check_user_index;
+/// use sessio::MemoryStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let shared = std::sync::OnceLock::new();
+/// check_user_index(|| {
+///     let store = shared.get_or_init(MemoryStore::new).clone();
+///     async move { store }
+/// })
+/// .await;
+/// # }
+/// ```
+pub async fn check_user_index<S, F, Fut>(make_store: F)
+where
+    S: SessionStore,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    let start = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis();
+    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_millis(start as u64));
+    let suite = Suite {
+        store: make_store().await,
+        clock,
+    };
+    suite
+        .sessions_of_lists_exactly_the_users_live_sessions()
+        .await;
+    suite.sessions_of_follows_rebinding_and_unbinding().await;
+    suite.delete_key_removes_the_session().await;
+}
+
 struct Suite<S> {
     store: S,
     clock: ManualClock,
+}
+
+/// A session's data bound to `user`.
+fn owned_by(user: &str, extra: Value) -> Value {
+    let mut value = extra;
+    value[crate::store::OWNER_KEY] = json!({"user": user, "labels": {"device": "test"}});
+    value
 }
 
 fn fail(rule: &str, detail: impl std::fmt::Display) -> ! {
@@ -127,6 +179,176 @@ fn data(value: Value) -> Data {
 }
 
 impl<S: SessionStore> Suite<S> {
+    async fn sessions_of(&self, rule: &str, user: &str) -> Vec<UserSession> {
+        let mut listed = self
+            .store
+            .sessions_of(user, self.now())
+            .await
+            .unwrap_or_else(|e| fail(rule, format_args!("sessions_of failed: {e}")));
+        listed.sort_by_key(|session| session.key);
+        listed
+    }
+
+    /// The storage keys `user`'s sessions are listed under, sorted.
+    async fn listed_keys(&self, rule: &str, user: &str) -> Vec<[u8; 32]> {
+        self.sessions_of(rule, user)
+            .await
+            .into_iter()
+            .map(|session| session.key)
+            .collect()
+    }
+
+    async fn sessions_of_lists_exactly_the_users_live_sessions(&self) {
+        let rule = "sessions_of lists the user's live sessions, and nothing else";
+        let alice = format!("alice-{}", new_id().as_str());
+        let bob = format!("bob-{}", new_id().as_str());
+        let laptop = self.record(owned_by(&alice, json!({"n": 1})), HOUR);
+        let phone = self.record(owned_by(&alice, json!({})), 2 * HOUR);
+        let laptop_id = self.create(rule, &laptop).await;
+        let phone_id = self.create(rule, &phone).await;
+        let short_id = self
+            .create(
+                rule,
+                &self.record(owned_by(&alice, json!({})), Duration::from_secs(1)),
+            )
+            .await;
+        self.create(rule, &self.record(owned_by(&bob, json!({})), HOUR))
+            .await;
+        self.create(rule, &self.record(json!({"user": alice.clone()}), HOUR))
+            .await;
+        let mut expected = vec![
+            storage_key(&laptop_id),
+            storage_key(&phone_id),
+            storage_key(&short_id),
+        ];
+        expected.sort();
+        let listed = self.listed_keys(rule, &alice).await;
+        check(
+            listed == expected,
+            rule,
+            format_args!("{} listed, 3 expected", listed.len()),
+        );
+        let records = self.sessions_of(rule, &alice).await;
+        check(
+            records
+                .iter()
+                .any(|s| s.key == storage_key(&laptop_id) && s.record == laptop),
+            rule,
+            "a listed session's record is not what was stored",
+        );
+
+        let rule = "sessions_of leaves out expired sessions";
+        self.clock.advance(Duration::from_secs(2));
+        let listed = self.listed_keys(rule, &alice).await;
+        check(
+            !listed.contains(&storage_key(&short_id)) && listed.len() == 2,
+            rule,
+            format_args!("{} listed, 2 expected", listed.len()),
+        );
+
+        let rule = "sessions_of leaves out deleted sessions";
+        self.store
+            .delete(&phone_id)
+            .await
+            .unwrap_or_else(|e| fail(rule, format_args!("delete failed: {e}")));
+        let listed = self.listed_keys(rule, &alice).await;
+        check(
+            listed == vec![storage_key(&laptop_id)],
+            rule,
+            format_args!("{} listed, 1 expected", listed.len()),
+        );
+
+        let rule = "sessions_of of a user without sessions is empty";
+        let nobody = format!("nobody-{}", new_id().as_str());
+        check(
+            self.sessions_of(rule, &nobody).await.is_empty(),
+            rule,
+            "not empty",
+        );
+    }
+
+    async fn sessions_of_follows_rebinding_and_unbinding(&self) {
+        let rule = "an update that binds a session files it under its user";
+        let carol = format!("carol-{}", new_id().as_str());
+        let dave = format!("dave-{}", new_id().as_str());
+        let id = self.create(rule, &self.record(json!({"n": 1}), HOUR)).await;
+        let bind = |user: &str| {
+            let mut changes = Changes::default();
+            changes.set(crate::store::OWNER_KEY, json!({"user": user, "labels": {}}));
+            changes
+        };
+        let write = |changes: Changes| {
+            let meta = self.meta(HOUR);
+            let id = id.clone();
+            async move {
+                match self.store.update(&id, &changes, &meta).await {
+                    Ok(WriteOutcome::Applied) => {}
+                    other => fail(rule, format_args!("update returned {other:?}")),
+                }
+            }
+        };
+        write(bind(&carol)).await;
+        check(
+            self.listed_keys(rule, &carol).await == vec![storage_key(&id)],
+            rule,
+            "the session is not listed under its user",
+        );
+
+        let rule = "a session bound to another user moves to that user";
+        write(bind(&dave)).await;
+        check(
+            self.listed_keys(rule, &carol).await.is_empty(),
+            rule,
+            "still listed under its former user",
+        );
+        check(
+            self.listed_keys(rule, &dave).await == vec![storage_key(&id)],
+            rule,
+            "not listed under its new user",
+        );
+
+        let rule = "a session whose data is cleared is no one's";
+        let mut clear = Changes::default();
+        clear.clear();
+        clear.set("n", json!(2));
+        write(clear).await;
+        check(
+            self.listed_keys(rule, &dave).await.is_empty(),
+            rule,
+            "still listed after its data was cleared",
+        );
+    }
+
+    async fn delete_key_removes_the_session(&self) {
+        let rule = "delete_key removes the session filed under the key";
+        let erin = format!("erin-{}", new_id().as_str());
+        let id = self
+            .create(rule, &self.record(owned_by(&erin, json!({})), HOUR))
+            .await;
+        let kept = self
+            .create(rule, &self.record(owned_by(&erin, json!({})), HOUR))
+            .await;
+        self.store
+            .delete_key(&storage_key(&id))
+            .await
+            .unwrap_or_else(|e| fail(rule, format_args!("delete_key failed: {e}")));
+        check(self.load(rule, &id).await.is_none(), rule, "it still loads");
+        check(
+            self.load(rule, &kept).await.is_some(),
+            rule,
+            "another session went too",
+        );
+        check(
+            self.listed_keys(rule, &erin).await == vec![storage_key(&kept)],
+            rule,
+            "it is still listed",
+        );
+        self.store
+            .delete_key(&storage_key(&id))
+            .await
+            .unwrap_or_else(|e| fail(rule, format_args!("a second delete_key failed: {e}")));
+    }
+
     fn now(&self) -> SystemTime {
         self.clock.now()
     }

@@ -14,3 +14,13 @@ async fn memory_store_conforms() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn memory_store_keeps_a_user_index() {
+    let shared = OnceLock::new();
+    sessio::testing::check_user_index(|| {
+        let store = shared.get_or_init(MemoryStore::new).clone();
+        async move { store }
+    })
+    .await;
+}

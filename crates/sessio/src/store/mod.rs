@@ -19,6 +19,27 @@ pub use memory::{MemoryStore, MemoryStoreBuilder};
 /// A session's data: string keys to JSON values.
 pub type Data = serde_json::Map<String, Value>;
 
+/// The data key under which a session bound to a user keeps whom it belongs to (see
+/// [`Session::set_user`](crate::Session::set_user)): an object
+/// `{"user": "...", "labels": {...}}`. Stores with a per-user index read it with
+/// [`user_of`]; handlers cannot write it directly.
+pub const OWNER_KEY: &str = "sessio.owner";
+
+/// The user a session's data says it belongs to, if any.
+///
+/// ```
+/// use serde_json::json;
+/// use sessio::store::{user_of, Data, OWNER_KEY};
+///
+/// let mut data = Data::new();
+/// assert_eq!(user_of(&data), None);
+/// data.insert(OWNER_KEY.into(), json!({"user": "alice", "labels": {}}));
+/// assert_eq!(user_of(&data), Some("alice"));
+/// ```
+pub fn user_of(data: &Data) -> Option<&str> {
+    data.get(OWNER_KEY)?.get("user")?.as_str()
+}
+
 /// A boxed error from a store's backend.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -196,6 +217,24 @@ impl Changes {
     }
 }
 
+/// A session bound to a user, as [`SessionStore::sessions_of`] finds it.
+#[derive(Clone, PartialEq)]
+pub struct UserSession {
+    /// Its [`storage_key`].
+    pub key: [u8; 32],
+    /// The stored session.
+    pub record: Record,
+}
+
+impl std::fmt::Debug for UserSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Neither the key nor the data.
+        f.debug_struct("UserSession")
+            .field("meta", &self.record.meta)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What [`SessionStore::create`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -233,6 +272,10 @@ pub enum StoreError {
     /// The store failed in another way.
     #[error("session store failed")]
     Backend(#[source] BoxError),
+    /// The store cannot do this (a store without a per-user index, say); the message says
+    /// what.
+    #[error("this session store does not support {0}")]
+    Unsupported(&'static str),
 }
 
 /// Storage for sessions.
@@ -251,6 +294,10 @@ pub enum StoreError {
 /// records through a TTL set from `expires_at`).
 ///
 /// Ids reach a store only after their cookie signature was checked.
+///
+/// A store with a per-user index (the accounts of [`Accounts`](crate::Accounts)) also
+/// implements [`sessions_of`](Self::sessions_of) and [`delete_key`](Self::delete_key);
+/// without them, everything else still works.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Stores a new session unless the id is taken.
@@ -278,6 +325,33 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// How many sessions the store holds, expired ones not yet removed included.
     async fn count(&self) -> Result<u64, StoreError>;
+
+    /// The sessions live at `now` whose data binds them to `user` (see [`user_of`]), found
+    /// through a per-user index: the cost grows with that user's sessions, never with the
+    /// store's. A store keeps the index as it writes (in the same atomic step where it
+    /// can) or repairs it as it reads it; either way, a session listed is live and bound
+    /// to `user` at the time it was read.
+    ///
+    /// The default, for stores without an index, is [`StoreError::Unsupported`].
+    async fn sessions_of(
+        &self,
+        user: &str,
+        now: SystemTime,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        let _ = (user, now);
+        Err(StoreError::Unsupported("listing a user's sessions"))
+    }
+
+    /// Removes the session whose [`storage_key`] is `key`; removing a missing one is not an
+    /// error. Revoking a listed session comes down to this.
+    ///
+    /// The default is [`StoreError::Unsupported`].
+    async fn delete_key(&self, key: &[u8; 32]) -> Result<(), StoreError> {
+        let _ = key;
+        Err(StoreError::Unsupported(
+            "removing a session by its storage key",
+        ))
+    }
 
     /// The store's name in log events: its type's, unless it says otherwise.
     fn name(&self) -> &'static str {

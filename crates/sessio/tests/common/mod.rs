@@ -163,6 +163,18 @@ impl SessionStore for CountingStore {
     async fn count(&self) -> Result<u64, StoreError> {
         self.inner.count().await
     }
+    async fn sessions_of(
+        &self,
+        user: &str,
+        now: SystemTime,
+    ) -> Result<Vec<sessio::store::UserSession>, StoreError> {
+        self.check()?;
+        self.inner.sessions_of(user, now).await
+    }
+    async fn delete_key(&self, key: &[u8; 32]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.delete_key(key).await
+    }
 }
 
 pub struct App {

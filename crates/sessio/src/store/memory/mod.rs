@@ -1,5 +1,6 @@
 //! A bounded, expiring in-memory store for single-process deployments.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,8 +14,8 @@ mod packed;
 use packed::Packed;
 
 use super::{
-    from_unix_millis, storage_key, unix_millis, Changes, CreateOutcome, Meta, Record, SessionStore,
-    StoreError, WriteOutcome,
+    from_unix_millis, storage_key, unix_millis, user_of, Changes, CreateOutcome, Meta, Record,
+    SessionStore, StoreError, UserSession, WriteOutcome, OWNER_KEY,
 };
 use crate::{Expiry, SessionId};
 
@@ -162,6 +163,10 @@ pub struct MemoryStore {
 struct Inner {
     shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
+    /// Each user's sessions, by storage key: only sessions bound to a user pay for it.
+    /// Entries of sessions since gone are dropped when the user's sessions are listed
+    /// and by every sweep, which keeps it as bounded as the store.
+    users: Mutex<HashMap<String, HashSet<[u8; 32]>>>,
 }
 
 /// Configures a [`MemoryStore`].
@@ -183,6 +188,30 @@ impl MemoryStore {
         MemoryStoreBuilder {
             max_sessions: Self::DEFAULT_MAX_SESSIONS,
         }
+    }
+
+    fn users(&self) -> MutexGuard<'_, HashMap<String, HashSet<[u8; 32]>>> {
+        self.inner.users.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Files the session under `user` in the index.
+    fn index(&self, user: &str, id: &SessionId) {
+        self.users()
+            .entry(user.to_owned())
+            .or_default()
+            .insert(storage_key(id));
+    }
+
+    /// The user the live session under `key` belongs to, read from its data.
+    fn owner(&self, key: &[u8; 32], now: i64) -> Result<Option<(String, Record)>, StoreError> {
+        let key = key_of_storage_key(key);
+        let mut shard = self.shard(key);
+        let Some(entry) = live(&mut shard.entries, key, now) else {
+            return Ok(None);
+        };
+        let record = entry.record()?;
+        let user = user_of(&record.data).map(str::to_owned);
+        Ok(user.map(|user| (user, record)))
     }
 
     fn shard(&self, key: Key) -> MutexGuard<'_, Shard> {
@@ -228,6 +257,7 @@ impl MemoryStoreBuilder {
             inner: Arc::new(Inner {
                 shards: (0..shards).map(|_| Mutex::default()).collect(),
                 per_shard: total.div_ceil(shards),
+                users: Mutex::default(),
             }),
         }
     }
@@ -242,7 +272,10 @@ impl fmt::Debug for MemoryStoreBuilder {
 }
 
 fn key_of(id: &SessionId) -> Key {
-    let hash = storage_key(id);
+    key_of_storage_key(&storage_key(id))
+}
+
+fn key_of_storage_key(hash: &[u8; 32]) -> Key {
     let mut half = [0; 16];
     half.copy_from_slice(&hash[..16]);
     u128::from_le_bytes(half)
@@ -319,7 +352,7 @@ impl SessionStore for MemoryStore {
         let now = unix_millis(record.meta.last_active);
         let key = key_of(id);
         let meta = &record.meta;
-        packed::with_packed(&record.data, |data| {
+        let outcome = packed::with_packed(&record.data, |data| {
             let mut shard = self.shard(key);
             if live(&mut shard.entries, key, now).is_some() {
                 return CreateOutcome::IdTaken;
@@ -338,7 +371,11 @@ impl SessionStore for MemoryStore {
                 }
             }
             CreateOutcome::Created
-        })
+        })?;
+        if let (CreateOutcome::Created, Some(user)) = (outcome, user_of(&record.data)) {
+            self.index(user, id);
+        }
+        Ok(outcome)
     }
 
     async fn load(&self, id: &SessionId, now: SystemTime) -> Result<Option<Record>, StoreError> {
@@ -362,6 +399,12 @@ impl SessionStore for MemoryStore {
         };
         entry.apply(changes)?;
         entry.set_meta(meta);
+        drop(shard);
+        // A new owner is filed; the old one's entry goes when it is next read.
+        let owner = changes.iter().find(|(key, _)| *key == OWNER_KEY);
+        if let Some(user) = owner.and_then(|(_, value)| value?.get("user")?.as_str()) {
+            self.index(user, id);
+        }
         Ok(WriteOutcome::Applied)
     }
 
@@ -390,7 +433,61 @@ impl SessionStore for MemoryStore {
             shard.entries.retain(|_, entry| !entry.is_expired(now));
             removed += (before - shard.entries.len()) as u64;
         }
+        // The index loses what the sweep and evictions removed.
+        let users: Vec<String> = self.users().keys().cloned().collect();
+        for user in users {
+            self.sessions_of(&user, from_unix_millis(now)).await?;
+        }
         Ok(removed)
+    }
+
+    async fn sessions_of(
+        &self,
+        user: &str,
+        now: SystemTime,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        let now = unix_millis(now);
+        let keys: Vec<[u8; 32]> = match self.users().get(user) {
+            Some(keys) => keys.iter().copied().collect(),
+            None => return Ok(Vec::new()),
+        };
+        let mut sessions = Vec::new();
+        let mut gone = Vec::new();
+        for key in keys {
+            match self.owner(&key, now) {
+                Ok(Some((owner, record))) if owner == user => {
+                    sessions.push(UserSession { key, record })
+                }
+                // Ended, or bound to someone else since; a record that does not decode
+                // is a missing session.
+                Ok(_) | Err(StoreError::Decode(_)) => gone.push(key),
+                Err(error) => return Err(error),
+            }
+        }
+        if !gone.is_empty() {
+            let mut users = self.users();
+            if let Some(keys) = users.get_mut(user) {
+                for key in &gone {
+                    // Looked at again under the index's lock: a write that bound it to
+                    // this user meanwhile keeps its entry.
+                    let bound =
+                        matches!(self.owner(key, now), Ok(Some((owner, _))) if owner == user);
+                    if !bound {
+                        keys.remove(key);
+                    }
+                }
+                if keys.is_empty() {
+                    users.remove(user);
+                }
+            }
+        }
+        Ok(sessions)
+    }
+
+    async fn delete_key(&self, key: &[u8; 32]) -> Result<(), StoreError> {
+        let key = key_of_storage_key(key);
+        self.shard(key).entries.swap_remove(&key);
+        Ok(())
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
